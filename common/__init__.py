@@ -1,0 +1,1 @@
+"""Library code shared by the ecom-pipeline jobs: settings, contracts, rules, I/O."""

@@ -1,0 +1,44 @@
+"""Project exceptions. Every message says what was expected, what was found and what to do."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class ConfigurationError(PipelineError):
+    """Settings or command-line arguments are missing or inconsistent (exit code 2)."""
+
+
+class ManifestError(ConfigurationError):
+    """The batch manifest cannot be read or does not describe a batch."""
+
+
+class ContractError(ConfigurationError):
+    """A data contract file is malformed."""
+
+
+class StorageError(PipelineError):
+    """Reading or writing a local path or an S3 object failed."""
+
+
+class InputFileError(PipelineError):
+    """A raw input file cannot be used: missing, empty, wrong header, wrong delimiter or encoding.
+
+    These are data problems, not internal errors: the job records them in the result as
+    dataset-level errors and the batch status becomes FAILED.
+    """
+
+    def __init__(self, file: str, message: str) -> None:
+        super().__init__(f"{file}: {message}")
+        self.file = file
+        self.message = message
+
+
+class AccountingError(PipelineError):
+    """Rows read != rows valid + rows quarantined + duplicates collapsed: rows were lost."""
+
+
+class ResultNotUsableError(PipelineError):
+    """A validation result is missing or not SUCCEEDED, so the transform must not run."""

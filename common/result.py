@@ -1,0 +1,115 @@
+"""The validation result JSON: the contract between the validate job, the state machine and
+the transform job. Versioned; documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from common import storage
+from common.errors import ResultNotUsableError, StorageError
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+SCHEMA_VERSION = "1.0"
+
+
+class BatchStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"  # every dataset passed: valid rows were published
+    FAILED = "FAILED"  # a data-quality outcome: schema failure or threshold exceeded
+    ERROR = "ERROR"  # the job could not run (configuration or internal error)
+
+
+class DatasetStatus(StrEnum):
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    ABSENT = "ABSENT"  # no file of this dataset in the batch
+    NOT_RUN = "NOT_RUN"  # the job stopped before reaching it
+
+
+class FileResult(BaseModel):
+    uri: str
+    rows_read: int | None = None
+    error: str | None = None
+
+
+class DatasetResult(BaseModel):
+    status: DatasetStatus = DatasetStatus.NOT_RUN
+    files: list[FileResult] = Field(default_factory=list)
+    rows_read: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    duplicates_collapsed: int = 0
+    quarantine_share: float = 0.0
+    rule_counts: dict[str, int] = Field(default_factory=dict)
+    warning_counts: dict[str, int] = Field(default_factory=dict)
+    rows_with_warnings: int = 0
+    checks_skipped: list[str] = Field(default_factory=list)
+    validated_table: dict[str, Any] | None = None
+    quarantine_table: dict[str, Any] | None = None
+    errors: list[str] = Field(default_factory=list)
+
+
+class ValidationResult(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    job: str = "validate"
+    batch_id: str
+    status: BatchStatus
+    processing_date: str | None = None
+    started_at: str
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    quarantine_threshold: float | None = None
+    datasets: dict[str, DatasetResult] = Field(default_factory=dict)
+    rule_descriptions: dict[str, str] = Field(default_factory=dict)
+    errors: list[str] = Field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """A compact view for alerts and logs."""
+        return {
+            "batch_id": self.batch_id,
+            "status": self.status.value,
+            "errors": self.errors,
+            "datasets": {
+                name: {
+                    "status": d.status.value,
+                    "rows_read": d.rows_read,
+                    "rows_valid": d.rows_valid,
+                    "rows_quarantined": d.rows_quarantined,
+                    "duplicates_collapsed": d.duplicates_collapsed,
+                }
+                for name, d in self.datasets.items()
+            },
+        }
+
+
+def write_result(result: ValidationResult, uri: str, settings: Settings) -> None:
+    """Write the result JSON to a local path or S3.
+
+    Raises:
+        StorageError: the result cannot be written.
+    """
+    storage.write_text(uri, json.dumps(result.model_dump(mode="json"), indent=2) + "\n", settings)
+
+
+def read_result(uri: str, settings: Settings) -> ValidationResult:
+    """Read a validation result.
+
+    Raises:
+        ResultNotUsableError: it is missing or not a result of this schema.
+    """
+    try:
+        text = storage.read_text(uri, settings)
+    except FileNotFoundError as exc:
+        raise ResultNotUsableError(f"no validation result at {uri}: run the validate job for this batch first") from exc
+    except StorageError as exc:
+        raise ResultNotUsableError(str(exc)) from exc
+    try:
+        return ValidationResult.model_validate_json(text)
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise ResultNotUsableError(f"{uri} is not a validation result (schema {SCHEMA_VERSION}): {exc}") from exc

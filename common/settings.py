@@ -1,0 +1,129 @@
+"""The one typed settings object for every job.
+
+Every knob is read from an ``ECOM_``-prefixed environment variable or the equivalent kebab-case
+CLI flag (``ECOM_LAKE_ROOT`` == ``--lake-root``); flags win over the environment. Nothing here
+is read at import time: entrypoints call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict, SettingsError
+
+from common.errors import ConfigurationError
+
+ENV_PREFIX = "ECOM_"
+
+
+class Settings(BaseSettings):
+    """Settings shared by the validate, transform and generate jobs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_exit_on_error=False,
+        frozen=True,
+    )
+
+    # --- the batch ---------------------------------------------------------------------------
+    batch_id: str | None = Field(
+        default=None,
+        description="Batch identifier; batch ids must sort in arrival order (a later batch sorts after).",
+    )
+    manifest: str | None = Field(
+        default=None,
+        description='Batch manifest JSON (local path or s3:// URI): {"batch_id": ..., "files": {dataset: [uri, ...]}}.',
+    )
+    orders: list[str] = Field(default_factory=list, description="orders files (repeat the flag or comma-separate)")
+    order_items: list[str] = Field(default_factory=list, description="order_items files")
+    products: list[str] = Field(default_factory=list, description="products files")
+    processing_date: dt.date | None = Field(
+        default=None, description="Processing date stamped on rows (default: today, UTC)."
+    )
+
+    # --- where things live --------------------------------------------------------------------
+    lake_root: str = Field(default="out/lake", description="Root of the Delta lake (local path or s3:// URI).")
+    result_uri: str | None = Field(
+        default=None,
+        description="Where validate writes its result JSON (default: <lake-root>/_results/<batch-id>/validate.json).",
+    )
+    validation_result: str | None = Field(
+        default=None,
+        description="Validation result the transform reads (default: the validate default location).",
+    )
+    work_dir: str | None = Field(
+        default=None, description="Scratch directory for staged inputs and outputs (default: a temp dir)."
+    )
+    contracts_dir: str | None = Field(
+        default=None, description="Directory of data contract YAML files (default: the packaged contracts)."
+    )
+
+    # --- S3-compatible storage ----------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for MinIO/moto (default: AWS). Credentials come from AWS_* env/roles."
+    )
+    aws_region: str = Field(default="us-east-1", description="Region for S3 and DynamoDB clients.")
+    delta_conditional_put: str | None = Field(
+        default="etag",
+        description="delta-rs S3 commit protocol (`etag` works with AWS S3, MinIO and moto); empty to unset.",
+    )
+
+    # --- validation behaviour -----------------------------------------------------------------
+    quarantine_threshold: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Batch FAILS when a dataset quarantines more than this share."
+    )
+    extra_columns: Literal["reject", "ignore"] = Field(
+        default="reject", description="What to do with columns the contract does not declare."
+    )
+    allow_empty_files: bool = Field(
+        default=False, description="Accept header-only files (0 data rows) instead of failing the dataset."
+    )
+    csv_multiline: bool = Field(
+        default=False, description="Allow quoted fields spanning lines (slower: one task per file)."
+    )
+
+    # --- transform outputs --------------------------------------------------------------------
+    dynamodb_order_table: str | None = Field(default=None, description="DynamoDB table for order-level KPIs.")
+    dynamodb_category_table: str | None = Field(
+        default=None, description="DynamoDB table for category-level KPIs."
+    )
+    dynamodb_endpoint_url: str | None = Field(default=None, description="DynamoDB endpoint (local testing).")
+
+    # --- runtime ------------------------------------------------------------------------------
+    spark_master: str = Field(default="local[*]", description="Spark master URL.")
+    spark_driver_memory: str = Field(default="2g", description="Spark driver memory.")
+    spark_shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
+    log_format: Literal["auto", "text", "json"] = Field(
+        default="auto", description="Log format: json in containers (auto = json when stderr is not a TTY)."
+    )
+    log_level: str = Field(default="INFO", description="Log level.")
+
+    def files_by_dataset(self) -> dict[str, list[str]]:
+        """Files given as flags, by dataset (comma-separated values are split)."""
+        out: dict[str, list[str]] = {}
+        for name, values in (("products", self.products), ("orders", self.orders), ("order_items", self.order_items)):
+            files = [part.strip() for value in values for part in value.split(",") if part.strip()]
+            if files:
+                out[name] = files
+        return out
+
+    def default_result_uri(self, batch_id: str) -> str:
+        return f"{self.lake_root.rstrip('/')}/_results/{batch_id}/validate.json"
+
+
+def load_settings(argv: Sequence[str] | None = None, prog: str = "ecom") -> Settings:
+    """Build settings from the environment and ``argv``.
+
+    Raises:
+        ConfigurationError: an unknown flag or a value of the wrong type.
+    """
+    try:
+        return CliApp.run(Settings, cli_args=list(argv or []), cli_prog_name=prog)
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc

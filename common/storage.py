@@ -1,0 +1,169 @@
+"""Local paths and S3 URIs behind one small API (boto3 for objects, no Hadoop S3A).
+
+Business code calls these functions; it never builds a boto3 client itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from common.errors import StorageError
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+
+def is_s3(uri: str) -> bool:
+    """True for ``s3://`` (and ``s3a://``) URIs."""
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def parse_s3(uri: str) -> S3Location:
+    """Split ``s3://bucket/key`` into bucket and key.
+
+    Raises:
+        StorageError: the URI has no bucket.
+    """
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise StorageError(f"{uri!r} is not an s3://bucket/key URI")
+    return S3Location(parsed.netloc, parsed.path.lstrip("/"))
+
+
+def local_path(uri: str) -> Path:
+    """Turn a local path or ``file://`` URI into a Path."""
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri)
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint (AWS when none is set)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.aws_region,
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, s3={"addressing_style": "path"}),
+    )
+
+
+def _is_not_found(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def exists(uri: str, settings: Settings) -> bool:
+    """True when the file or object exists.
+
+    Raises:
+        StorageError: S3 answered with something other than found/not found.
+    """
+    if not is_s3(uri):
+        return local_path(uri).is_file()
+    loc = parse_s3(uri)
+    try:
+        s3_client(settings).head_object(Bucket=loc.bucket, Key=loc.key)
+        return True
+    except ClientError as exc:
+        if _is_not_found(exc):
+            return False
+        raise StorageError(f"cannot check {uri}: {exc}") from exc
+
+
+def read_text(uri: str, settings: Settings) -> str:
+    """Read a UTF-8 text file or object.
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        StorageError: it cannot be read.
+    """
+    if not is_s3(uri):
+        return local_path(uri).read_text(encoding="utf-8")
+    loc = parse_s3(uri)
+    try:
+        body = s3_client(settings).get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+    except ClientError as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(uri) from exc
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
+    return str(body.decode("utf-8"))
+
+
+def write_text(uri: str, text: str, settings: Settings, content_type: str = "application/json") -> None:
+    """Write a UTF-8 text file (atomically, via rename) or object.
+
+    Raises:
+        StorageError: it cannot be written.
+    """
+    if not is_s3(uri):
+        path = local_path(uri)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {uri}: {exc}") from exc
+        return
+    loc = parse_s3(uri)
+    try:
+        s3_client(settings).put_object(
+            Bucket=loc.bucket, Key=loc.key, Body=text.encode("utf-8"), ContentType=content_type
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"cannot write {uri}: {exc}") from exc
+
+
+def stage_file(uri: str, dest_dir: Path, settings: Settings) -> Path:
+    """Make a raw file readable by Spark from local disk: local files are used in place,
+    S3 objects are downloaded (streamed) into ``dest_dir``.
+
+    Raises:
+        FileNotFoundError: the file or object does not exist.
+        StorageError: the download failed.
+    """
+    if not is_s3(uri):
+        path = local_path(uri)
+        if not path.is_file():
+            raise FileNotFoundError(uri)
+        return path.resolve()
+    loc = parse_s3(uri)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    # Prefix with a hash of the key so parts with equal basenames do not collide.
+    target = dest_dir / f"{hashlib.sha1(loc.key.encode()).hexdigest()[:10]}-{Path(loc.key).name}"
+    try:
+        s3_client(settings).download_file(loc.bucket, loc.key, str(target))
+    except ClientError as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(uri) from exc
+        raise StorageError(f"cannot download {uri}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot download {uri}: {exc}") from exc
+    log.debug("staged %s to %s", uri, target)
+    return target
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """Join path segments onto a local root or an S3 URI."""
+    if is_s3(root):
+        return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+    return str(Path(root).joinpath(*parts))

@@ -1,0 +1,193 @@
+"""The validation engine: pure ``DataFrame -> DataFrame`` transformations.
+
+One plan per dataset: clean text -> collapse exact duplicates -> parse types -> evaluate every
+rule as a column -> flag duplicate keys (one window) -> check foreign keys (one join each) ->
+``_errors`` / ``_warnings`` arrays. The split into valid and quarantined rows happens in exactly
+one place, :func:`split_column`, from ``_errors``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from common import rules
+from common.contract import Contract, ForeignKey
+from common.csv_input import CORRUPT, SOURCE_FILE
+
+RAW_PREFIX = "_raw_"
+COPIES = "_copies"
+ERRORS = "_errors"
+WARNINGS = "_warnings"
+ROW_HASH = "_row_hash"
+BATCH_ID = "_batch_id"
+PROCESSING_DATE = "_processing_date"
+QUALITY = "quality"  # staging partition column: "valid" or "quarantined"
+LINEAGE = [BATCH_ID, PROCESSING_DATE, SOURCE_FILE]
+
+
+@dataclass(frozen=True)
+class ParentKeys:
+    """Keys of a parent dataset for one foreign key.
+
+    ``keys`` has two columns: ``key`` (typed like the parent column) and ``parent_valid``
+    (true when a valid row has that key, false when only quarantined rows have it). Each key
+    appears once. None means the check is skipped (the parent dataset failed in this batch).
+    """
+
+    foreign_key: ForeignKey
+    keys: DataFrame | None
+
+
+def raw(column: str) -> str:
+    return f"{RAW_PREFIX}{column}"
+
+
+def _failed(condition: Column) -> Column:
+    return F.coalesce(condition, F.lit(False))
+
+
+def _codes(pairs: list[tuple[str, Column]]) -> Column:
+    if not pairs:
+        return F.array().cast("array<string>")
+    return F.array_compact(F.array(*[F.when(_failed(cond), F.lit(code)) for code, cond in pairs]))
+
+
+def clean_text_columns(df: DataFrame, contract: Contract) -> DataFrame:
+    """Trim every contract column and turn blanks into nulls."""
+    return df.withColumns({c: rules.clean_text(F.col(c)) for c in contract.column_names})
+
+
+def collapse_exact_duplicates(df: DataFrame, contract: Contract) -> DataFrame:
+    """Collapse rows identical in every contract column to one; ``_copies`` counts them.
+
+    The kept row names the first source file in sort order, so the result is deterministic.
+    """
+    return df.groupBy(*contract.column_names, CORRUPT).agg(
+        F.min(SOURCE_FILE).alias(SOURCE_FILE), F.count(F.lit(1)).alias(COPIES)
+    )
+
+
+def parse_columns(df: DataFrame, contract: Contract) -> DataFrame:
+    """Keep the text as ``_raw_<col>`` and put the parsed value under the column's own name."""
+    df = df.withColumnsRenamed({c: raw(c) for c in contract.column_names})
+    typed = {}
+    for name, spec in contract.columns.items():
+        value = rules.parse_value(F.col(raw(name)), spec.type)
+        if spec.normalize == "lower":
+            value = F.lower(value)
+        elif spec.normalize == "upper":
+            value = F.upper(value)
+        typed[name] = value
+    return df.withColumns(typed)
+
+
+def row_rule_failures(contract: Contract) -> tuple[list[tuple[str, Column]], list[tuple[str, Column]]]:
+    """All single-row checks of a contract as ``(code, failed?)`` pairs: (errors, warnings)."""
+    typed = {c: F.col(c) for c in contract.column_names}
+    text = {c: F.col(raw(c)) for c in contract.column_names}
+    errors: list[tuple[str, Column]] = []
+    for name, spec in contract.columns.items():
+        if spec.type == "string":
+            errors.append((f"encoding:{name}", rules.bad_encoding(text[name])))
+        else:
+            errors.append((f"type:{name}", rules.type_mismatch(text[name], typed[name])))
+    warnings: list[tuple[str, Column]] = []
+    for rule in contract.rules:
+        target = errors if rule.severity == "error" else warnings
+        target.extend(rules.rule_failures(rule, typed, text))
+    return errors, warnings
+
+
+def duplicate_key_flag(contract: Contract) -> Column:
+    """True for a well-formed row whose primary key another well-formed row also has.
+
+    Exact duplicates were already collapsed, so such rows differ in content.
+    """
+    key_present = F.lit(True)
+    for column in contract.primary_key:
+        key_present = key_present & F.col(column).isNotNull()
+    window = Window.partitionBy(*[F.col(c) for c in contract.primary_key])
+    well_formed = F.when(F.col(CORRUPT).isNull() & key_present, F.lit(1)).otherwise(F.lit(0))
+    return key_present & F.col(CORRUPT).isNull() & (F.sum(well_formed).over(window) > 1)
+
+
+def join_parent_states(df: DataFrame, parents: list[ParentKeys]) -> tuple[DataFrame, list[tuple[str, Column]]]:
+    """Left-join each parent key set; return the frame and the foreign-key failure pairs."""
+    failures: list[tuple[str, Column]] = []
+    for index, parent in enumerate(parents):
+        if parent.keys is None:
+            continue
+        column = parent.foreign_key.column
+        key_col, state_col = f"__fk{index}_key", f"__fk{index}_valid"
+        keys = parent.keys.select(F.col("key").alias(key_col), F.col("parent_valid").alias(state_col))
+        df = df.join(keys, df[column] == keys[key_col], "left").drop(key_col)
+        present = F.col(column).isNotNull()
+        failures.append((f"parent_missing:{column}", present & F.col(state_col).isNull()))
+        failures.append((f"parent_quarantined:{column}", present & (F.col(state_col) == F.lit(False))))
+    return df, failures
+
+
+def annotate(
+    df: DataFrame,
+    contract: Contract,
+    parents: list[ParentKeys],
+    batch_id: str,
+    processing_date: dt.date,
+) -> DataFrame:
+    """Evaluate every rule on raw text rows and return them annotated, ready to stage.
+
+    Output columns: the typed contract columns, ``_raw_<col>`` text (kept only on quarantined
+    rows), ``_corrupt_record``, ``_errors``, ``_warnings``, ``_copies``, ``_row_hash``, lineage
+    columns and the ``quality`` split column.
+    """
+    df = (
+        df.transform(clean_text_columns, contract)
+        .transform(collapse_exact_duplicates, contract)
+        .transform(parse_columns, contract)
+        .withColumn("__duplicate_key", duplicate_key_flag(contract))
+    )
+    df, fk_failures = join_parent_states(df, parents)
+    row_errors, row_warnings = row_rule_failures(contract)
+    errors = [*row_errors, ("duplicate_key", F.col("__duplicate_key")), *fk_failures]
+    malformed = F.col(CORRUPT).isNotNull()
+    # A line that did not split into fields has meaningless values: report only that.
+    df = df.withColumns(
+        {
+            ERRORS: F.when(malformed, F.array(F.lit("malformed_row"))).otherwise(_codes(errors)),
+            WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(_codes(row_warnings)),
+        }
+    )
+    is_valid = F.size(ERRORS) == 0
+    columns = contract.column_names
+    return df.select(
+        *columns,
+        *[F.when(is_valid, F.lit(None)).otherwise(F.col(raw(c))).alias(raw(c)) for c in columns],
+        CORRUPT,
+        ERRORS,
+        WARNINGS,
+        COPIES,
+        F.xxhash64(*columns).alias(ROW_HASH),
+        F.lit(batch_id).alias(BATCH_ID),
+        F.lit(processing_date).alias(PROCESSING_DATE),
+        SOURCE_FILE,
+        split_column(is_valid).alias(QUALITY),
+    )
+
+
+def split_column(is_valid: Column) -> Column:
+    """The one place rows are split: ``valid`` or ``quarantined``."""
+    return F.when(is_valid, F.lit("valid")).otherwise(F.lit("quarantined"))
+
+
+def parent_key_states(valid_keys: list[DataFrame], quarantined_keys: list[DataFrame]) -> DataFrame:
+    """Combine key sets into one row per key; a key that is valid anywhere counts as valid."""
+    frames = [k.select(F.col("key"), F.lit(True).alias("parent_valid")) for k in valid_keys]
+    frames += [k.select(F.col("key"), F.lit(False).alias("parent_valid")) for k in quarantined_keys]
+    combined = frames[0]
+    for frame in frames[1:]:
+        combined = combined.unionByName(frame)
+    return combined.where(F.col("key").isNotNull()).groupBy("key").agg(F.max("parent_valid").alias("parent_valid"))

@@ -1,0 +1,1 @@
+"""Thin job entrypoints: ``python -m jobs.validate``, ``python -m jobs.transform``, ``python -m jobs.generate``."""

@@ -1,0 +1,104 @@
+"""Validate a batch of raw CSV files: ``python -m jobs.validate --manifest m.json`` (see README).
+
+Exit codes: 0 a result was written (SUCCEEDED or FAILED: read its status); 2 bad arguments or
+configuration; 1 internal error (a result with status ERROR is still written where possible).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from common.contract import load_contracts
+from common.errors import ConfigurationError, PipelineError
+from common.logs import configure_logging
+from common.manifest import resolve_batch
+from common.report import format_validation
+from common.result import BatchStatus, ValidationResult, write_result
+from common.settings import Settings, load_settings
+from common.spark import build_spark
+from common.validate_batch import run_validation
+
+log = logging.getLogger("jobs.validate")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG = 0, 1, 2
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_error(result: ValidationResult | None, uri: str | None, settings: Settings, message: str) -> None:
+    if result is None or uri is None:
+        return
+    result.status = BatchStatus.ERROR
+    result.errors.append(message)
+    result.finished_at = _now()
+    try:
+        write_result(result, uri, settings)
+    except PipelineError:
+        log.exception("could not write the ERROR result to %s", uri)
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    """Run the validate job; returns the process exit code."""
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv, prog="python -m jobs.validate")
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    started, clock = _now(), time.monotonic()
+    result: ValidationResult | None = None
+    result_uri: str | None = None
+    if settings.batch_id:
+        result_uri = settings.result_uri or settings.default_result_uri(settings.batch_id)
+        result = ValidationResult(batch_id=settings.batch_id, status=BatchStatus.ERROR, started_at=started)
+    try:
+        batch = resolve_batch(settings)
+        contracts = load_contracts(Path(settings.contracts_dir) if settings.contracts_dir else None)
+    except ConfigurationError as exc:
+        log.error("%s", exc)
+        _write_error(result, result_uri, settings, str(exc))
+        return EXIT_CONFIG
+    result_uri = settings.result_uri or settings.default_result_uri(batch.batch_id)
+    processing_date = settings.processing_date or dt.datetime.now(dt.UTC).date()
+    result = ValidationResult(
+        batch_id=batch.batch_id,
+        status=BatchStatus.ERROR,
+        started_at=started,
+        processing_date=processing_date.isoformat(),
+        quarantine_threshold=settings.quarantine_threshold,
+    )
+    work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="ecom-validate-"))
+    own_spark = spark is None
+    try:
+        session = spark or build_spark(settings, "ecom-validate")
+        run_validation(session, settings, batch, contracts, processing_date, work_dir, result)
+        result.finished_at = _now()
+        result.duration_seconds = round(time.monotonic() - clock, 3)
+        write_result(result, result_uri, settings)
+    except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
+        log.exception("validation of batch %s failed", batch.batch_id)
+        _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_INTERNAL
+    finally:
+        if own_spark and spark is None and "session" in locals():
+            session.stop()
+        if not settings.work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    print(format_validation(result))
+    log.info("batch %s: %s; result written to %s", batch.batch_id, result.status.value, result_uri)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
