@@ -142,12 +142,11 @@ class Contract(_Strict):
         for rule in self.rules:
             for code in rule.codes():
                 out[code] = rule.description or _default_description(rule, code)
-        pk = ", ".join(self.primary_key)
-        out["duplicate_key"] = f"another row of this batch has the same {pk} with different content"
+        out["duplicate_key"] = "another row of this batch has the same primary key with different content"
         for fk in self.foreign_keys:
             ref = f"{fk.references.dataset}.{fk.references.column}"
             out[f"parent_missing:{fk.column}"] = f"{fk.column} matches no {ref} in this or any earlier batch"
-            out[f"parent_quarantined:{fk.column}"] = f"{fk.column} matches a {ref} row that was quarantined"
+            out[f"parent_quarantined:{fk.column}"] = f"{fk.column} matches only quarantined rows of {ref}"
         return out
 
 
