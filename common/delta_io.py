@@ -33,7 +33,6 @@ class WriteOutcome:
     version: int
     rows_inserted: int
     rows_updated: int
-    rows_deleted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,7 +40,6 @@ class WriteOutcome:
             "version": self.version,
             "rows_inserted": self.rows_inserted,
             "rows_updated": self.rows_updated,
-            "rows_deleted": self.rows_deleted,
         }
 
 
@@ -132,13 +130,7 @@ def replace_where(uri: str, data: pa.Table, predicate: str, settings: Settings) 
         raise StorageError(f"cannot write Delta table {uri}: {exc}") from exc
     history = table.history(1)[0]
     metrics = history.get("operationMetrics", {})
-    return WriteOutcome(
-        uri,
-        table.version(),
-        int(metrics.get("num_added_rows", data.num_rows)),
-        0,
-        int(metrics.get("num_deleted_rows", 0) or 0),
-    )
+    return WriteOutcome(uri, table.version(), int(metrics.get("num_added_rows", data.num_rows)), 0)
 
 
 def export_columns(

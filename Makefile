@@ -1,0 +1,55 @@
+# The documented way in: `make help`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= out
+DEMO   := $(OUT)/demo
+LAKE   := $(OUT)/lake
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help prereqs install run demo-data validate test lint typecheck check lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+prereqs: ## Check Python 3.11+ and Java 17+ (says how to install what is missing)
+	@PYTHON=$(PYTHON) bash .ci/prereqs.sh
+
+$(STAMP): pyproject.toml constraints.txt
+	@PYTHON=$(PYTHON) bash .ci/prereqs.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv with pinned dependencies
+
+demo-data: $(STAMP) ## Generate the demo batch (20k order items, ~1% defects) under out/demo
+	$(PY) -m jobs.generate --out $(DEMO) --items 20000 --parts 3 --batch-id demo-0001
+
+validate: $(STAMP) ## Validate the demo batch into out/lake
+	ECOM_LOG_FORMAT=text $(PY) -m jobs.validate --manifest $(DEMO)/manifest.json --lake-root $(LAKE)
+
+run: prereqs demo-data validate ## Generate a demo batch and run the pipeline on it locally (no AWS, no Docker)
+
+test: $(STAMP) ## Run the whole test suite (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## mypy over jobs/ and common/
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## lint + typecheck + tests
+
+lock: ## Re-pin constraints.txt from a fresh resolve of pyproject.toml
+	rm -rf /tmp/ecom-lock && $(PYTHON) -m venv /tmp/ecom-lock
+	/tmp/ecom-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/ecom-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean: ## Remove generated data and caches (keeps .venv)
+	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -1,0 +1,227 @@
+"""The validate job as a user runs it: generated batches, re-runs, late items, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from pyspark.sql import SparkSession
+
+from common.generator import GeneratorConfig, generate_batch
+from tests.conftest import write_csv
+from tests.helpers import assert_accounted, delta_rows, run_validate
+
+COMPARED = ["rows_read", "rows_valid", "rows_quarantined", "duplicates_collapsed", "rule_counts", "warning_counts"]
+
+
+@pytest.fixture(scope="module")
+def defective_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("defective")
+    truth = generate_batch(out, GeneratorConfig(items=4000, parts=3, seed=11, defect_rate=0.03, warning_rate=0.02))
+    return out, truth
+
+
+def test_counts_equal_the_generators_ground_truth(
+    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+) -> None:
+    out, truth = defective_batch
+    code, result = run_validate(spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"),
+                                "--quarantine-threshold", "0.5")
+    assert code == 0 and result is not None
+    assert result["status"] == "SUCCEEDED"
+    for name, expected in truth["datasets"].items():
+        got = result["datasets"][name]
+        assert {k: got[k] for k in COMPARED} == expected, name
+        assert delta_rows(tmp_path / "lake" / "validated" / name).num_rows == expected["rows_valid"]
+        quarantine = delta_rows(tmp_path / "lake" / "quarantine" / name)
+        assert quarantine.num_rows == expected["rows_quarantined"]
+    # every kind of defect was exercised
+    assert set(truth["datasets"]["order_items"]["rule_counts"]) >= {
+        "not_null:sale_price", "type:sale_price", "min:sale_price", "allowed_values:status",
+        "parent_missing:order_id", "parent_missing:product_id", "parent_quarantined:order_id",
+        "parent_quarantined:product_id", "malformed_row", "duplicate_key",
+    }
+    assert_accounted(result)
+
+
+def test_quarantine_table_keeps_raw_text_and_reasons(
+    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+) -> None:
+    out, _ = defective_batch
+    run_validate(spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5")
+    rows = delta_rows(tmp_path / "lake" / "quarantine" / "order_items").to_pylist()
+    bad_price = [r for r in rows if r["_reasons"] == ["type:sale_price"]]
+    assert bad_price and all(r["sale_price"] == "abc" for r in bad_price)
+    assert all(r["_batch_id"] == "demo-0001" and r["_source_file"].endswith(".csv") for r in rows)
+    malformed = [r for r in rows if r["_reasons"] == ["malformed_row"]]
+    assert malformed and all(r["_corrupt_record"].endswith(",unexpected-extra-field") for r in malformed)
+
+
+def test_clean_batch_quarantines_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    truth = generate_batch(tmp_path / "in", GeneratorConfig(items=3000, parts=2, defect_rate=0.0, warning_rate=0.0))
+    code, result = run_validate(spark, tmp_path / "lake", "--manifest", str(tmp_path / "in" / "manifest.json"))
+    assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
+    for name, d in result["datasets"].items():
+        assert (d["rows_quarantined"], d["rule_counts"], d["warning_counts"]) == (0, {}, {}), name
+        assert d["rows_valid"] == truth["datasets"][name]["rows_read"]
+
+
+def _snapshot(lake: Path) -> dict[str, Any]:
+    snap: dict[str, Any] = {}
+    for kind, key in (("validated", "id"), ("quarantine", "id")):
+        for name in ("products", "orders", "order_items"):
+            column = "order_id" if name == "orders" else key
+            table = delta_rows(lake / kind / name)
+            snap[f"{kind}/{name}"] = (table.num_rows, sorted(map(str, table.column(column).to_pylist())))
+    return snap
+
+
+def test_rerunning_a_batch_changes_nothing(
+    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+) -> None:
+    out, _ = defective_batch
+    lake = tmp_path / "lake"
+    args = ("--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5")
+    _, first = run_validate(spark, lake, *args)
+    before = _snapshot(lake)
+    _, second = run_validate(spark, lake, *args)
+    assert _snapshot(lake) == before
+    assert first is not None and second is not None
+    for name in ("products", "orders", "order_items"):
+        # no new version of a validated table: the merge found nothing to change
+        assert second["datasets"][name]["validated_table"]["version"] == first["datasets"][name]["validated_table"]["version"]
+        assert second["datasets"][name]["validated_table"]["rows_inserted"] == 0
+        assert second["datasets"][name]["validated_table"]["rows_updated"] == 0
+
+
+def test_items_whose_orders_arrived_in_an_earlier_batch_pass(spark: SparkSession, tmp_path: Path) -> None:
+    generate_batch(tmp_path / "in", GeneratorConfig(items=2000, parts=2, defect_rate=0.0, warning_rate=0.0))
+    files = json.loads((tmp_path / "in" / "manifest.json").read_text())["files"]
+    first = tmp_path / "b1.json"
+    first.write_text(json.dumps({"batch_id": "b1", "files": {k: files[k] for k in ("orders", "products")}}))
+    second = tmp_path / "b2.json"
+    second.write_text(json.dumps({"batch_id": "b2", "files": {"order_items": files["order_items"]}}))
+    lake = tmp_path / "lake"
+    assert run_validate(spark, lake, "--manifest", str(first))[0] == 0
+    code, result = run_validate(spark, lake, "--manifest", str(second))
+    assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
+    items = result["datasets"]["order_items"]
+    assert items["rows_quarantined"] == 0 and items["rows_valid"] == 2000
+    assert result["datasets"]["orders"]["status"] == "ABSENT"
+
+
+ORDERS_HEADER = "order_id,user_id,status,created_at,returned_at,shipped_at,delivered_at,num_of_item\n"
+
+
+def test_a_later_batch_replaces_a_record_and_an_older_rerun_does_not_revert_it(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    v1 = write_csv(tmp_path / "b1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n2,11,processing,2025-01-01,,,,1\n")
+    v2 = write_csv(tmp_path / "b2.csv", ORDERS_HEADER + "1,10,cancelled,2025-01-01,,,,1\n")
+    run_validate(spark, lake, "--batch-id", "b1", "--orders", v1)
+    run_validate(spark, lake, "--batch-id", "b2", "--orders", v2)
+    run_validate(spark, lake, "--batch-id", "b1", "--orders", v1)  # an operator re-runs the old batch
+    table = delta_rows(lake / "validated" / "orders").sort_by("order_id").to_pylist()
+    assert [(r["order_id"], r["status"], r["_batch_id"]) for r in table] == [(1, "cancelled", "b2"), (2, "processing", "b1")]
+
+
+def test_over_threshold_batch_fails_and_publishes_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    orders = write_csv(tmp_path / "o.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n2,x,processing,2025-01-01,,,,1\n")
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", orders)
+    assert code == 0 and result is not None
+    assert result["status"] == "FAILED"
+    assert "1 of 2 rows quarantined (50.00%), above the threshold of 5.00%" in result["errors"][0]
+    assert not (tmp_path / "lake" / "validated" / "orders").exists()
+    assert delta_rows(tmp_path / "lake" / "quarantine" / "orders").column("user_id").to_pylist() == ["x"]
+    assert_accounted(result)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "file does not exist"),
+        (b"", "file is empty"),
+        (ORDERS_HEADER.encode(), "file has a header but no data rows"),
+        (ORDERS_HEADER.replace("num_of_item", "items").encode() + b"1,10,processing,2025-01-01,,,,1\n",
+         "missing required column(s) ['num_of_item']"),
+        (ORDERS_HEADER.replace(",", ";").encode() + b"1;10;processing;2025-01-01;;;;1\n", "semicolon-delimited"),
+        ("order_id,user_id\n1,2\n".encode("utf-16"), "UTF-16 encoded: expected UTF-8"),
+    ],
+)
+def test_bad_input_fails_the_dataset_with_a_clear_message(
+    spark: SparkSession, tmp_path: Path, content: bytes | None, expected: str
+) -> None:
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    bad = str(tmp_path / "bad.csv") if content is None else write_csv(tmp_path / "bad.csv", content)
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", f"{good},{bad}")
+    assert code == 0 and result is not None
+    assert result["status"] == "FAILED"
+    orders = result["datasets"]["orders"]
+    assert orders["status"] == "FAILED"
+    assert [f["error"] is not None for f in orders["files"]] == [False, True]
+    assert any(message.startswith(f"{bad}: ") and expected in message for message in result["errors"])
+    assert not (tmp_path / "lake" / "validated").exists()  # nothing half-published
+
+
+def test_empty_parts_can_be_allowed(spark: SparkSession, tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    empty = write_csv(tmp_path / "empty.csv", ORDERS_HEADER)
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", f"{good},{empty}",
+                                "--allow-empty-files")
+    assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
+    assert [f["rows_read"] for f in result["datasets"]["orders"]["files"]] == [1, 0]
+
+
+def test_invalid_utf8_in_a_row_quarantines_that_row(spark: SparkSession, tmp_path: Path) -> None:
+    header = b"id,sku,cost,category,name,brand,retail_price,department\n"
+    rows = b"1,S1,5.00,Jeans,Caf\xe9 jeans,L,20.00,Men\n" + b"".join(
+        f"{i},S{i},5.00,Jeans,Jeans {i},L,20.00,Men\n".encode() for i in range(2, 40)
+    )
+    products = write_csv(tmp_path / "p.csv", header + rows)
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--products", products)
+    assert code == 0 and result is not None
+    assert result["datasets"]["products"]["rule_counts"] == {"encoding:name": 1}
+    assert result["status"] == "SUCCEEDED"  # 1 of 39 is under the 5% threshold
+
+
+def test_missing_batch_id_is_a_configuration_error(spark: SparkSession, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    code, result = run_validate(spark, tmp_path / "lake", "--orders", good)
+    assert code == 2 and result is None
+    assert "no batch id" in capsys.readouterr().err
+
+
+def test_unknown_flag_is_a_configuration_error(spark: SparkSession, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--ordrs", "x.csv")
+    assert code == 2
+    assert "unrecognized arguments: --ordrs" in capsys.readouterr().err
+
+
+def test_missing_manifest_writes_an_error_result(spark: SparkSession, tmp_path: Path) -> None:
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b7", "--manifest", str(tmp_path / "nope.json"))
+    assert code == 2 and result is not None
+    assert result["status"] == "ERROR" and "does not exist" in result["errors"][0]
+
+
+def test_internal_failure_exits_non_zero_with_an_error_result(spark: SparkSession, tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    blocker = tmp_path / "lake" / "validated"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the validated tables' folder should be")
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", good)
+    assert code == 1 and result is not None
+    assert result["status"] == "ERROR" and result["errors"][0].startswith("internal error: ")
+
+
+def test_same_file_listed_twice_is_read_once(spark: SparkSession, tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", f"{good},{good}")
+    assert code == 0 and result is not None
+    assert result["datasets"]["orders"]["rows_read"] == 1
+    assert pc.sum(delta_rows(tmp_path / "lake" / "validated" / "orders").column("order_id")).as_py() == 1
