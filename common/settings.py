@@ -96,7 +96,10 @@ class Settings(BaseSettings):
     dynamodb_endpoint_url: str | None = Field(default=None, description="DynamoDB endpoint (local testing).")
 
     # --- runtime ------------------------------------------------------------------------------
-    spark_master: str = Field(default="local[*]", description="Spark master URL.")
+    spark_master: str | None = Field(
+        default=None,
+        description="Spark master URL (default: spark-submit's --master, else local[*]).",
+    )
     spark_driver_memory: str = Field(default="2g", description="Spark driver memory.")
     spark_shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
     log_format: Literal["auto", "text", "json"] = Field(

@@ -13,12 +13,13 @@ if TYPE_CHECKING:
 def build_spark(settings: Settings, app_name: str) -> SparkSession:
     """A SparkSession for a job: UTC, ANSI, micros timestamps in Parquet, quiet logs."""
     builder = SparkSession.builder
-    if settings.spark_master.startswith("local"):
+    if settings.spark_master:
+        builder = builder.master(settings.spark_master)
+    if (settings.spark_master or "local").startswith("local"):
         # Keep a local driver on loopback: it must never bind or talk to another interface.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     spark = (
         builder.appName(app_name)
-        .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
