@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -69,7 +69,8 @@ def inspect_file(uri: str, path: Path, contract: Contract, extra_columns: str) -
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputFileError(
-            uri, f"header is not valid UTF-8 (byte {line[exc.start]:#04x} at offset {exc.start}): expected UTF-8"
+            uri,
+            f"header is not valid UTF-8 (byte {line[exc.start]:#04x} at offset {exc.start}): expected UTF-8",
         ) from exc
     columns = [c.strip().lower() for c in next(csv.reader([text]))]
     if len(columns) == 1 and len(contract.columns) > 1:
@@ -101,7 +102,7 @@ def inspect_file(uri: str, path: Path, contract: Contract, extra_columns: str) -
     return CheckedFile(uri, path, header, has_rows=bool(rest.strip()))
 
 
-def _normalised_path(column: str) -> F.Column:
+def _normalised_path(column: str) -> Column:
     """Spark's ``file:/a%20b.csv`` -> ``/a b.csv``, to match the paths we staged."""
     return F.url_decode(F.regexp_replace(F.col(column), r"^file:(//)?", ""))
 

@@ -17,17 +17,47 @@ from pathlib import Path
 from typing import IO, Any
 
 CATEGORIES = [
-    "Jeans", "Tops & Tees", "Sweaters", "Shorts", "Swim", "Accessories", "Active", "Outerwear & Coats",
-    "Sleep & Lounge", "Socks", "Dresses", "Intimates", "Pants", "Suits & Sport Coats", "Skirts",
+    "Jeans",
+    "Tops & Tees",
+    "Sweaters",
+    "Shorts",
+    "Swim",
+    "Accessories",
+    "Active",
+    "Outerwear & Coats",
+    "Sleep & Lounge",
+    "Socks",
+    "Dresses",
+    "Intimates",
+    "Pants",
+    "Suits & Sport Coats",
+    "Skirts",
 ]
 BRANDS = ["Levi's", "Calvin Klein", "Carhartt", "Hanes", "Columbia", "Nike", "Allegra K", "Tommy Hilfiger"]
 STATUSES = ["Processing", "Shipped", "Complete", "Cancelled", "Returned"]
 HEADERS = {
     "products": ["id", "sku", "cost", "category", "name", "brand", "retail_price", "department"],
-    "orders": ["order_id", "user_id", "status", "created_at", "returned_at", "shipped_at", "delivered_at", "num_of_item"],
+    "orders": [
+        "order_id",
+        "user_id",
+        "status",
+        "created_at",
+        "returned_at",
+        "shipped_at",
+        "delivered_at",
+        "num_of_item",
+    ],
     "order_items": [
-        "id", "order_id", "user_id", "product_id", "status", "created_at", "shipped_at", "delivered_at",
-        "returned_at", "sale_price",
+        "id",
+        "order_id",
+        "user_id",
+        "product_id",
+        "status",
+        "created_at",
+        "shipped_at",
+        "delivered_at",
+        "returned_at",
+        "sale_price",
     ],
 }
 # defect kind -> reason code the validate job must report for it
@@ -132,7 +162,9 @@ class _PartWriter:
             handle.close()
 
 
-def _ts(moment: dt.datetime, style: int) -> str:
+def _ts(moment: dt.datetime | None, style: int) -> str:
+    if moment is None:
+        return ""
     if style == 0:
         return moment.strftime("%Y-%m-%d %H:%M:%S+00:00")
     if style == 1:
@@ -159,8 +191,15 @@ class _Generator:
             return "warning", None
         return "clean", None
 
-    def _emit(self, name: str, writer: _PartWriter, values: list[str], kind: str | None,
-              codes: dict[str, str | None], suffix: bytes = b"") -> None:
+    def _emit(
+        self,
+        name: str,
+        writer: _PartWriter,
+        values: list[str],
+        kind: str | None,
+        codes: dict[str, str | None],
+        suffix: bytes = b"",
+    ) -> None:
         """Write a row (and its defect twin); count the ground truth of a single defect."""
         truth = self.truth[name]
         writer.write(values, suffix)
@@ -203,8 +242,16 @@ class _Generator:
             if event == "warning":
                 cost = round(retail * 1.2, 2)
                 self.truth["products"].warning_counts["cost_above_retail_price"] += 1
-            values = [str(pid), f"SKU{pid:09d}", f"{cost:.2f}", category, name, brand, f"{retail:.2f}",
-                      rng.choice(["Men", "Women"])]
+            values = [
+                str(pid),
+                f"SKU{pid:09d}",
+                f"{cost:.2f}",
+                category,
+                name,
+                brand,
+                f"{retail:.2f}",
+                rng.choice(["Men", "Women"]),
+            ]
             if kind == "null_category":
                 values[3] = ""
             elif kind == "negative_retail_price":
@@ -236,9 +283,21 @@ class _Generator:
             user_id = rng.randint(1, max(10, self.c.items // 3))
             created = EPOCH + dt.timedelta(seconds=rng.randrange(SPAN_SECONDS))
             status = rng.choice(STATUSES)
-            shipped = created + dt.timedelta(hours=rng.randint(1, 72)) if status in {"Shipped", "Complete", "Returned"} else None
-            delivered = shipped + dt.timedelta(hours=rng.randint(12, 120)) if shipped and status != "Shipped" else None
-            returned = delivered + dt.timedelta(days=rng.randint(1, 20)) if delivered and status == "Returned" else None
+            shipped = (
+                created + dt.timedelta(hours=rng.randint(1, 72))
+                if status in {"Shipped", "Complete", "Returned"}
+                else None
+            )
+            delivered = (
+                shipped + dt.timedelta(hours=rng.randint(12, 120))
+                if shipped and status != "Shipped"
+                else None
+            )
+            returned = (
+                delivered + dt.timedelta(days=rng.randint(1, 20))
+                if delivered and status == "Returned"
+                else None
+            )
             style = rng.randrange(3)
             event, kind = self._event(ORDER_DEFECTS)
             o_shipped, o_delivered, o_status = shipped, delivered, status
@@ -251,11 +310,16 @@ class _Generator:
                     o_status, warning = "Complete", "status_timestamp_mismatch"
                 self.truth["orders"].warning_counts[warning] += 1
 
-            def fmt(moment: dt.datetime | None) -> str:
-                return _ts(moment, style) if moment else ""
-
-            values = [str(order_id), str(user_id), o_status, fmt(created), fmt(returned), fmt(o_shipped),
-                      fmt(o_delivered), str(n_items)]
+            values = [
+                str(order_id),
+                str(user_id),
+                o_status,
+                _ts(created, style),
+                _ts(returned, style),
+                _ts(o_shipped, style),
+                _ts(o_delivered, style),
+                str(n_items),
+            ]
             if kind == "null_user_id":
                 values[1] = ""
             elif kind == "unparseable_user_id":
@@ -269,17 +333,39 @@ class _Generator:
             self._emit("orders", orders, values, kind, ORDER_DEFECTS)
             order_bad = kind not in {None, "exact_duplicate"}
             for _ in range(n_items):
-                self._item(items, item_id, order_id, user_id, status, created, shipped, delivered, returned,
-                           style, order_bad)
+                self._item(
+                    items,
+                    item_id,
+                    order_id,
+                    user_id,
+                    status,
+                    created,
+                    shipped,
+                    delivered,
+                    returned,
+                    style,
+                    order_bad,
+                )
                 item_id += 1
             made += n_items
             order_id += 1
         orders.close()
         items.close()
 
-    def _item(self, writer: _PartWriter, item_id: int, order_id: int, user_id: int, status: str,
-              created: dt.datetime, shipped: dt.datetime | None, delivered: dt.datetime | None,
-              returned: dt.datetime | None, style: int, order_bad: bool) -> None:
+    def _item(
+        self,
+        writer: _PartWriter,
+        item_id: int,
+        order_id: int,
+        user_id: int,
+        status: str,
+        created: dt.datetime,
+        shipped: dt.datetime | None,
+        delivered: dt.datetime | None,
+        returned: dt.datetime | None,
+        style: int,
+        order_bad: bool,
+    ) -> None:
         rng = self.rng
         truth = self.truth["order_items"]
         product_id = self.c.first_product_id + rng.randrange(self.n_products)
@@ -295,11 +381,18 @@ class _Generator:
                 status = "Shipped"
                 truth.warning_counts["status_timestamp_mismatch"] += 1
 
-        def fmt(moment: dt.datetime | None) -> str:
-            return _ts(moment, style) if moment else ""
-
-        values = [str(item_id), str(order_id), str(user_id), str(product_id), status.lower() if rng.random() < 0.5
-                  else status, fmt(i_created), fmt(i_shipped), fmt(delivered), fmt(returned), self.retail[product_id]]
+        values = [
+            str(item_id),
+            str(order_id),
+            str(user_id),
+            str(product_id),
+            status.lower() if rng.random() < 0.5 else status,
+            _ts(i_created, style),
+            _ts(i_shipped, style),
+            _ts(delivered, style),
+            _ts(returned, style),
+            self.retail[product_id],
+        ]
         suffix = b""
         if kind == "null_sale_price":
             values[9] = ""

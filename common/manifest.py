@@ -48,7 +48,9 @@ def resolve_batch(settings: Settings) -> Batch:
     """
     flag_files = settings.files_by_dataset()
     if settings.manifest and flag_files:
-        raise ConfigurationError("give the batch's files either as --manifest or as per-dataset flags, not both")
+        raise ConfigurationError(
+            "give the batch's files either as --manifest or as per-dataset flags, not both"
+        )
     batch_id = settings.batch_id
     files = flag_files
     if settings.manifest:
@@ -66,15 +68,21 @@ def resolve_batch(settings: Settings) -> Batch:
                 '{"batch_id": "...", "files": {"orders": [...], ...}}: ' + str(exc)
             ) from exc
         if model.batch_id and batch_id and model.batch_id != batch_id:
-            raise ManifestError(f"--batch-id {batch_id!r} disagrees with the manifest's batch_id {model.batch_id!r}")
+            raise ManifestError(
+                f"--batch-id {batch_id!r} disagrees with the manifest's batch_id {model.batch_id!r}"
+            )
         batch_id = batch_id or model.batch_id
         files = model.files
     if not batch_id:
-        raise ConfigurationError("no batch id: pass --batch-id (ECOM_BATCH_ID) or put batch_id in the manifest")
+        raise ConfigurationError(
+            "no batch id: pass --batch-id (ECOM_BATCH_ID) or put batch_id in the manifest"
+        )
     unknown = sorted(set(files) - set(DATASETS))
     if unknown:
         raise ConfigurationError(f"unknown dataset(s) {unknown}: expected some of {list(DATASETS)}")
     files = {name: _dedupe(uris) for name, uris in files.items() if _dedupe(uris)}
     if not files:
-        raise ConfigurationError("the batch lists no files: pass --manifest or --orders/--order-items/--products")
+        raise ConfigurationError(
+            "the batch lists no files: pass --manifest or --orders/--order-items/--products"
+        )
     return Batch(batch_id, files)

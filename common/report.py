@@ -9,7 +9,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) if c[:1].isdigit() else c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out += [
+        "  ".join(c.rjust(w) if c[:1].isdigit() else c.ljust(w) for c, w in zip(r, widths, strict=True))
+        for r in rows
+    ]
     return "\n".join(out)
 
 
@@ -29,12 +32,16 @@ def format_validation(result: ValidationResult, top: int = 5) -> str:
         ]
         for name, d in result.datasets.items()
     ]
-    lines.append(_table(["dataset", "status", "read", "valid", "quarantined", "dup", "share", "warned"], rows))
+    lines.append(
+        _table(["dataset", "status", "read", "valid", "quarantined", "dup", "share", "warned"], rows)
+    )
     for name, d in result.datasets.items():
         if d.rule_counts:
             ranked = sorted(d.rule_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
             lines.append(f"\nTop failing rules, {name}:")
-            lines += [f"  {count:>8}  {code}  ({result.rule_descriptions.get(code, '')})" for code, count in ranked]
+            lines += [
+                f"  {count:>8}  {code}  ({result.rule_descriptions.get(code, '')})" for code, count in ranked
+            ]
         if d.warning_counts:
             lines.append(f"Warnings, {name}: " + ", ".join(f"{k}={v}" for k, v in d.warning_counts.items()))
         lines += [f"  ! {message}" for message in d.checks_skipped]

@@ -106,10 +106,14 @@ def read_result(uri: str, settings: Settings) -> ValidationResult:
     try:
         text = storage.read_text(uri, settings)
     except FileNotFoundError as exc:
-        raise ResultNotUsableError(f"no validation result at {uri}: run the validate job for this batch first") from exc
+        raise ResultNotUsableError(
+            f"no validation result at {uri}: run the validate job for this batch first"
+        ) from exc
     except StorageError as exc:
         raise ResultNotUsableError(str(exc)) from exc
     try:
         return ValidationResult.model_validate_json(text)
     except (ValidationError, json.JSONDecodeError) as exc:
-        raise ResultNotUsableError(f"{uri} is not a validation result (schema {SCHEMA_VERSION}): {exc}") from exc
+        raise ResultNotUsableError(
+            f"{uri} is not a validation result (schema {SCHEMA_VERSION}): {exc}"
+        ) from exc

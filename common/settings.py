@@ -38,9 +38,13 @@ class Settings(BaseSettings):
     )
     manifest: str | None = Field(
         default=None,
-        description='Batch manifest JSON (local path or s3:// URI): {"batch_id": ..., "files": {dataset: [uri, ...]}}.',
+        description=(
+            'Batch manifest JSON (path or s3:// URI): {"batch_id": ..., "files": {dataset: [uri, ...]}}.'
+        ),
     )
-    orders: list[str] = Field(default_factory=list, description="orders files (repeat the flag or comma-separate)")
+    orders: list[str] = Field(
+        default_factory=list, description="orders files (repeat the flag or comma-separate)"
+    )
     order_items: list[str] = Field(default_factory=list, description="order_items files")
     products: list[str] = Field(default_factory=list, description="products files")
     processing_date: dt.date | None = Field(
@@ -48,10 +52,14 @@ class Settings(BaseSettings):
     )
 
     # --- where things live --------------------------------------------------------------------
-    lake_root: str = Field(default="out/lake", description="Root of the Delta lake (local path or s3:// URI).")
+    lake_root: str = Field(
+        default="out/lake", description="Root of the Delta lake (local path or s3:// URI)."
+    )
     result_uri: str | None = Field(
         default=None,
-        description="Where validate writes its result JSON (default: <lake-root>/_results/<batch-id>/validate.json).",
+        description=(
+            "Where validate writes its result JSON (default: <lake-root>/_results/<batch-id>/validate.json)."
+        ),
     )
     validation_result: str | None = Field(
         default=None,
@@ -66,7 +74,8 @@ class Settings(BaseSettings):
 
     # --- S3-compatible storage ----------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint for MinIO/moto (default: AWS). Credentials come from AWS_* env/roles."
+        default=None,
+        description="S3 endpoint for MinIO/moto (default: AWS). Credentials come from AWS_* env/roles.",
     )
     aws_region: str = Field(default="us-east-1", description="Region for S3 and DynamoDB clients.")
     delta_conditional_put: str | None = Field(
@@ -76,7 +85,10 @@ class Settings(BaseSettings):
 
     # --- validation behaviour -----------------------------------------------------------------
     quarantine_threshold: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="Batch FAILS when a dataset quarantines more than this share."
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Batch FAILS when a dataset quarantines more than this share.",
     )
     extra_columns: Literal["reject", "ignore"] = Field(
         default="reject", description="What to do with columns the contract does not declare."
@@ -110,7 +122,11 @@ class Settings(BaseSettings):
     def files_by_dataset(self) -> dict[str, list[str]]:
         """Files given as flags, by dataset (comma-separated values are split)."""
         out: dict[str, list[str]] = {}
-        for name, values in (("products", self.products), ("orders", self.orders), ("order_items", self.order_items)):
+        for name, values in (
+            ("products", self.products),
+            ("orders", self.orders),
+            ("order_items", self.order_items),
+        ):
             files = [part.strip() for value in values for part in value.split(",") if part.strip()]
             if files:
                 out[name] = files

@@ -17,7 +17,9 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         builder = builder.master(settings.spark_master)
     if (settings.spark_master or "local").startswith("local"):
         # Keep a local driver on loopback: it must never bind or talk to another interface.
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
     spark = (
         builder.appName(app_name)
         .config("spark.driver.memory", settings.spark_driver_memory)

@@ -95,6 +95,13 @@ def quarantined_rows(stage_dir: Path, contract: Contract) -> pa.Table:
     dataset = _dataset(stage_dir / QUARANTINED_DIR)
     if dataset is None:
         return schema.empty_table()
-    source = [raw(c) for c in contract.column_names] + [CORRUPT, ERRORS, COPIES, BATCH_ID, PROCESSING_DATE, SOURCE_FILE]
+    source = [raw(c) for c in contract.column_names] + [
+        CORRUPT,
+        ERRORS,
+        COPIES,
+        BATCH_ID,
+        PROCESSING_DATE,
+        SOURCE_FILE,
+    ]
     table = dataset.to_table(columns=source).rename_columns(schema.names)
     return table.cast(schema)

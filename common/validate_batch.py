@@ -66,9 +66,13 @@ def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: Dataset
         ds.files.append(file_result)
         try:
             try:
-                path = storage.stage_file(uri, ctx.work_dir / "raw" / contract.dataset / str(index), ctx.settings)
+                path = storage.stage_file(
+                    uri, ctx.work_dir / "raw" / contract.dataset / str(index), ctx.settings
+                )
             except FileNotFoundError as exc:
-                raise InputFileError(uri, "file does not exist: expected a CSV file listed by the batch") from exc
+                raise InputFileError(
+                    uri, "file does not exist: expected a CSV file listed by the batch"
+                ) from exc
             item = inspect_file(uri, path, contract, ctx.settings.extra_columns)
             if not item.has_rows and not ctx.settings.allow_empty_files:
                 raise InputFileError(
@@ -124,7 +128,9 @@ def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | 
     if exported is not None:
         quarantined.append(_key_frame(ctx, spark.read.parquet(str(exported)), parent_column, type_name, True))
     if not valid and not quarantined:
-        return spark.createDataFrame([], f"key {rules.spark_type(type_name).simpleString()}, parent_valid boolean")
+        return spark.createDataFrame(
+            [], f"key {rules.spark_type(type_name).simpleString()}, parent_valid boolean"
+        )
     return parent_key_states(valid, quarantined)
 
 
@@ -174,7 +180,11 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
         ds.status = DatasetStatus.PASSED
     log.info(
         "%s: read=%d valid=%d quarantined=%d duplicates=%d",
-        name, ds.rows_read, ds.rows_valid, ds.rows_quarantined, ds.duplicates_collapsed,
+        name,
+        ds.rows_read,
+        ds.rows_valid,
+        ds.rows_quarantined,
+        ds.duplicates_collapsed,
     )
 
 

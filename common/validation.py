@@ -115,7 +115,9 @@ def duplicate_key_flag(contract: Contract) -> Column:
     return key_present & F.col(CORRUPT).isNull() & (F.sum(well_formed).over(window) > 1)
 
 
-def join_parent_states(df: DataFrame, parents: list[ParentKeys]) -> tuple[DataFrame, list[tuple[str, Column]]]:
+def join_parent_states(
+    df: DataFrame, parents: list[ParentKeys]
+) -> tuple[DataFrame, list[tuple[str, Column]]]:
     """Left-join each parent key set; return the frame and the foreign-key failure pairs."""
     failures: list[tuple[str, Column]] = []
     for index, parent in enumerate(parents):
@@ -190,4 +192,8 @@ def parent_key_states(valid_keys: list[DataFrame], quarantined_keys: list[DataFr
     combined = frames[0]
     for frame in frames[1:]:
         combined = combined.unionByName(frame)
-    return combined.where(F.col("key").isNotNull()).groupBy("key").agg(F.max("parent_valid").alias("parent_valid"))
+    return (
+        combined.where(F.col("key").isNotNull())
+        .groupBy("key")
+        .agg(F.max("parent_valid").alias("parent_valid"))
+    )

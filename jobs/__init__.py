@@ -1,1 +1,1 @@
-"""Thin job entrypoints: ``python -m jobs.validate``, ``python -m jobs.transform``, ``python -m jobs.generate``."""
+"""Thin job entrypoints: ``python -m jobs.validate``, ``jobs.transform``, ``jobs.generate``."""

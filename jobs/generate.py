@@ -16,7 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write CSV parts, manifest.json and ground_truth.json; print the ground truth summary."""
     parser = argparse.ArgumentParser(prog="python -m jobs.generate", description=__doc__)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--items", type=int, default=5_000, help="order items to generate (orders ~ items/2.5)")
+    parser.add_argument(
+        "--items", type=int, default=5_000, help="order items to generate (orders ~ items/2.5)"
+    )
     parser.add_argument("--parts", type=int, default=2, help="files per dataset (products get half)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--defect-rate", type=float, default=0.01, help="share of rows given one defect")
@@ -29,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.items < 1 or args.parts < 1:
         parser.error("--items and --parts must be at least 1")
-    if not (0 <= args.defect_rate <= 1 and 0 <= args.warning_rate <= 1 and args.defect_rate + args.warning_rate <= 1):
+    if not (
+        0 <= args.defect_rate <= 1
+        and 0 <= args.warning_rate <= 1
+        and args.defect_rate + args.warning_rate <= 1
+    ):
         parser.error("--defect-rate and --warning-rate must be in [0, 1] and add up to at most 1")
     config = GeneratorConfig(
         items=args.items,
@@ -43,8 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     truth = generate_batch(args.out, config, args.batch_id)
-    summary = {name: {k: v for k, v in d.items() if k.startswith("rows")} for name, d in truth["datasets"].items()}
-    print(json.dumps({"out": str(args.out), "seconds": round(time.monotonic() - started, 1), "datasets": summary}))
+    summary = {
+        name: {k: v for k, v in d.items() if k.startswith("rows")} for name, d in truth["datasets"].items()
+    }
+    print(
+        json.dumps(
+            {"out": str(args.out), "seconds": round(time.monotonic() - started, 1), "datasets": summary}
+        )
+    )
     return 0
 
 

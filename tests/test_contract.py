@@ -11,17 +11,40 @@ from common.errors import ContractError
 def test_packaged_contracts_declare_the_thelook_layout() -> None:
     contracts = load_contracts()
     assert contracts["orders"].column_names == [
-        "order_id", "user_id", "status", "created_at", "returned_at", "shipped_at", "delivered_at", "num_of_item",
+        "order_id",
+        "user_id",
+        "status",
+        "created_at",
+        "returned_at",
+        "shipped_at",
+        "delivered_at",
+        "num_of_item",
     ]
     assert contracts["order_items"].column_names == [
-        "id", "order_id", "user_id", "product_id", "status", "created_at", "shipped_at", "delivered_at",
-        "returned_at", "sale_price",
+        "id",
+        "order_id",
+        "user_id",
+        "product_id",
+        "status",
+        "created_at",
+        "shipped_at",
+        "delivered_at",
+        "returned_at",
+        "sale_price",
     ]
     assert contracts["products"].column_names == [
-        "id", "sku", "cost", "category", "name", "brand", "retail_price", "department",
+        "id",
+        "sku",
+        "cost",
+        "category",
+        "name",
+        "brand",
+        "retail_price",
+        "department",
     ]
     assert [(fk.column, fk.references.dataset) for fk in contracts["order_items"].foreign_keys] == [
-        ("order_id", "orders"), ("product_id", "products"),
+        ("order_id", "orders"),
+        ("product_id", "products"),
     ]
 
 
@@ -32,7 +55,15 @@ def test_required_columns_match_the_issue() -> None:
         return {c for r in contracts[name].rules if r.rule == "not_null" for c in r.columns}
 
     assert not_null("orders") == {"order_id", "user_id", "status", "created_at"}
-    assert not_null("order_items") == {"id", "order_id", "user_id", "product_id", "status", "created_at", "sale_price"}
+    assert not_null("order_items") == {
+        "id",
+        "order_id",
+        "user_id",
+        "product_id",
+        "status",
+        "created_at",
+        "sale_price",
+    }
     assert not_null("products") == {"id", "category", "cost", "retail_price"}
 
 
@@ -52,7 +83,9 @@ def test_rule_naming_an_undeclared_column_is_rejected(tmp_path: Path) -> None:
 
 
 def test_unknown_type_is_rejected(tmp_path: Path) -> None:
-    directory = _write(tmp_path, "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: bigint}}\n")
+    directory = _write(
+        tmp_path, "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: bigint}}\n"
+    )
     with pytest.raises(ContractError, match="unknown type 'bigint'"):
         load_contract("orders", directory)
 

@@ -27,8 +27,14 @@ def _inspect(tmp_path: Path, content: str | bytes, extra: str = "reject") -> obj
         ("", "file is empty: expected a header line `id,sku,cost"),
         ("\n\n", "file is empty"),
         (HEADER.replace(",brand", "") + "\n1,S1,5,J,N,20,Men\n", r"missing required column\(s\) \['brand'\]"),
-        (HEADER + ",color\n" + ROW + ",red\n", r"unexpected column\(s\) \['color'\].*ECOM_EXTRA_COLUMNS=ignore"),
-        (HEADER.replace(",", ";") + "\n" + ROW.replace(",", ";") + "\n", "semicolon-delimited.*expected comma-separated"),
+        (
+            HEADER + ",color\n" + ROW + ",red\n",
+            r"unexpected column\(s\) \['color'\].*ECOM_EXTRA_COLUMNS=ignore",
+        ),
+        (
+            HEADER.replace(",", ";") + "\n" + ROW.replace(",", ";") + "\n",
+            "semicolon-delimited.*expected comma-separated",
+        ),
         (HEADER.replace(",", "\t") + "\n", "tab-delimited"),
         (HEADER + ",id\n", r"repeats column\(s\) \['id'\]"),
     ],

@@ -39,7 +39,9 @@ def test_timestamps_accept_iso_8601_variants_as_utc(spark: SparkSession) -> None
     assert as_utc[5].astimezone(UTC) == dt.datetime(2025, 1, 2, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("value", ["2025-13-45", "2025-02-30 10:00:00", "yesterday", "2025", "02/01/2025", "1735787045"])
+@pytest.mark.parametrize(
+    "value", ["2025-13-45", "2025-02-30 10:00:00", "yesterday", "2025", "02/01/2025", "1735787045"]
+)
 def test_bad_timestamps_are_type_failures(spark: SparkSession, value: str) -> None:
     assert _parse(spark, [value], "timestamp") == [(None, True)]
 

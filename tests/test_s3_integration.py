@@ -60,25 +60,47 @@ def upload_batch(endpoint: str, local: Path, batch_id: str, datasets: list[str] 
 
 
 def storage_options(endpoint: str) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
 
 
 def test_validate_reads_and_writes_s3(endpoint: str, tmp_path: Path) -> None:
     truth = generate_batch(tmp_path / "in", GeneratorConfig(items=1500, parts=2, seed=3, defect_rate=0.02))
     manifest = upload_batch(endpoint, tmp_path / "in", "s3-b1")
     lake = f"s3://{BUCKET}/lake"
-    command = [sys.executable, "-m", "jobs.validate", "--manifest", manifest, "--lake-root", lake,
-               "--quarantine-threshold", "0.5"]
-    done = subprocess.run(command, env=job_env(endpoint), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.validate",
+        "--manifest",
+        manifest,
+        "--lake-root",
+        lake,
+        "--quarantine-threshold",
+        "0.5",
+    ]
+    done = subprocess.run(
+        command, env=job_env(endpoint), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    body = client("s3", endpoint).get_object(Bucket=BUCKET, Key="lake/_results/s3-b1/validate.json")["Body"].read()
+    body = (
+        client("s3", endpoint)
+        .get_object(Bucket=BUCKET, Key="lake/_results/s3-b1/validate.json")["Body"]
+        .read()
+    )
     result = json.loads(body)
     assert result["status"] == "SUCCEEDED"
     for name, expected in truth["datasets"].items():
         got = result["datasets"][name]
         assert (got["rows_valid"], got["rows_quarantined"], got["rule_counts"]) == (
-            expected["rows_valid"], expected["rows_quarantined"], expected["rule_counts"]
+            expected["rows_valid"],
+            expected["rows_quarantined"],
+            expected["rule_counts"],
         )
         assert got["files"][0]["uri"].startswith(f"s3://{BUCKET}/raw/{name}/")
         table = DeltaTable(f"{lake}/validated/{name}", storage_options=storage_options(endpoint))
@@ -90,15 +112,30 @@ def test_validate_reads_and_writes_s3(endpoint: str, tmp_path: Path) -> None:
 
 def test_missing_s3_object_fails_the_batch_visibly(endpoint: str, tmp_path: Path) -> None:
     s3 = client("s3", endpoint)
-    s3.put_object(Bucket=BUCKET, Key="manifests/s3-b2.json", Body=json.dumps(
-        {"batch_id": "s3-b2", "files": {"orders": [f"s3://{BUCKET}/raw/orders/never-arrived.csv"]}}))
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="manifests/s3-b2.json",
+        Body=json.dumps(
+            {"batch_id": "s3-b2", "files": {"orders": [f"s3://{BUCKET}/raw/orders/never-arrived.csv"]}}
+        ),
+    )
     result_uri = f"s3://{BUCKET}/results/s3-b2.json"
-    command = [sys.executable, "-m", "jobs.validate", "--manifest", f"s3://{BUCKET}/manifests/s3-b2.json",
-               "--lake-root", f"s3://{BUCKET}/lake", "--result-uri", result_uri]
-    done = subprocess.run(command, env=job_env(endpoint), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.validate",
+        "--manifest",
+        f"s3://{BUCKET}/manifests/s3-b2.json",
+        "--lake-root",
+        f"s3://{BUCKET}/lake",
+        "--result-uri",
+        result_uri,
+    ]
+    done = subprocess.run(
+        command, env=job_env(endpoint), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(s3.get_object(Bucket=BUCKET, Key="results/s3-b2.json")["Body"].read())
     assert result["status"] == "FAILED"
-    assert result["errors"][0] == (
-        f"s3://{BUCKET}/raw/orders/never-arrived.csv: file does not exist: expected a CSV file listed by the batch"
-    )
+    missing = f"s3://{BUCKET}/raw/orders/never-arrived.csv"
+    assert result["errors"][0] == f"{missing}: file does not exist: expected a CSV file listed by the batch"

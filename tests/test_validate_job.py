@@ -14,13 +14,22 @@ from common.generator import GeneratorConfig, generate_batch
 from tests.conftest import write_csv
 from tests.helpers import assert_accounted, delta_rows, run_validate
 
-COMPARED = ["rows_read", "rows_valid", "rows_quarantined", "duplicates_collapsed", "rule_counts", "warning_counts"]
+COMPARED = [
+    "rows_read",
+    "rows_valid",
+    "rows_quarantined",
+    "duplicates_collapsed",
+    "rule_counts",
+    "warning_counts",
+]
 
 
 @pytest.fixture(scope="module")
 def defective_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("defective")
-    truth = generate_batch(out, GeneratorConfig(items=4000, parts=3, seed=11, defect_rate=0.03, warning_rate=0.02))
+    truth = generate_batch(
+        out, GeneratorConfig(items=4000, parts=3, seed=11, defect_rate=0.03, warning_rate=0.02)
+    )
     return out, truth
 
 
@@ -28,8 +37,9 @@ def test_counts_equal_the_generators_ground_truth(
     spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
 ) -> None:
     out, truth = defective_batch
-    code, result = run_validate(spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"),
-                                "--quarantine-threshold", "0.5")
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
+    )
     assert code == 0 and result is not None
     assert result["status"] == "SUCCEEDED"
     for name, expected in truth["datasets"].items():
@@ -40,9 +50,16 @@ def test_counts_equal_the_generators_ground_truth(
         assert quarantine.num_rows == expected["rows_quarantined"]
     # every kind of defect was exercised
     assert set(truth["datasets"]["order_items"]["rule_counts"]) >= {
-        "not_null:sale_price", "type:sale_price", "min:sale_price", "allowed_values:status",
-        "parent_missing:order_id", "parent_missing:product_id", "parent_quarantined:order_id",
-        "parent_quarantined:product_id", "malformed_row", "duplicate_key",
+        "not_null:sale_price",
+        "type:sale_price",
+        "min:sale_price",
+        "allowed_values:status",
+        "parent_missing:order_id",
+        "parent_missing:product_id",
+        "parent_quarantined:order_id",
+        "parent_quarantined:product_id",
+        "malformed_row",
+        "duplicate_key",
     }
     assert_accounted(result)
 
@@ -51,7 +68,9 @@ def test_quarantine_table_keeps_raw_text_and_reasons(
     spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
 ) -> None:
     out, _ = defective_batch
-    run_validate(spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5")
+    run_validate(
+        spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
+    )
     rows = delta_rows(tmp_path / "lake" / "quarantine" / "order_items").to_pylist()
     bad_price = [r for r in rows if r["_reasons"] == ["type:sale_price"]]
     assert bad_price and all(r["sale_price"] == "abc" for r in bad_price)
@@ -61,8 +80,12 @@ def test_quarantine_table_keeps_raw_text_and_reasons(
 
 
 def test_clean_batch_quarantines_nothing(spark: SparkSession, tmp_path: Path) -> None:
-    truth = generate_batch(tmp_path / "in", GeneratorConfig(items=3000, parts=2, defect_rate=0.0, warning_rate=0.0))
-    code, result = run_validate(spark, tmp_path / "lake", "--manifest", str(tmp_path / "in" / "manifest.json"))
+    truth = generate_batch(
+        tmp_path / "in", GeneratorConfig(items=3000, parts=2, defect_rate=0.0, warning_rate=0.0)
+    )
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--manifest", str(tmp_path / "in" / "manifest.json")
+    )
     assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
     for name, d in result["datasets"].items():
         assert (d["rows_quarantined"], d["rule_counts"], d["warning_counts"]) == (0, {}, {}), name
@@ -92,7 +115,10 @@ def test_rerunning_a_batch_changes_nothing(
     assert first is not None and second is not None
     for name in ("products", "orders", "order_items"):
         # no new version of a validated table: the merge found nothing to change
-        assert second["datasets"][name]["validated_table"]["version"] == first["datasets"][name]["validated_table"]["version"]
+        assert (
+            second["datasets"][name]["validated_table"]["version"]
+            == first["datasets"][name]["validated_table"]["version"]
+        )
         assert second["datasets"][name]["validated_table"]["rows_inserted"] == 0
         assert second["datasets"][name]["validated_table"]["rows_updated"] == 0
 
@@ -120,17 +146,26 @@ def test_a_later_batch_replaces_a_record_and_an_older_rerun_does_not_revert_it(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     lake = tmp_path / "lake"
-    v1 = write_csv(tmp_path / "b1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n2,11,processing,2025-01-01,,,,1\n")
+    v1 = write_csv(
+        tmp_path / "b1.csv",
+        ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n2,11,processing,2025-01-01,,,,1\n",
+    )
     v2 = write_csv(tmp_path / "b2.csv", ORDERS_HEADER + "1,10,cancelled,2025-01-01,,,,1\n")
     run_validate(spark, lake, "--batch-id", "b1", "--orders", v1)
     run_validate(spark, lake, "--batch-id", "b2", "--orders", v2)
     run_validate(spark, lake, "--batch-id", "b1", "--orders", v1)  # an operator re-runs the old batch
     table = delta_rows(lake / "validated" / "orders").sort_by("order_id").to_pylist()
-    assert [(r["order_id"], r["status"], r["_batch_id"]) for r in table] == [(1, "cancelled", "b2"), (2, "processing", "b1")]
+    assert [(r["order_id"], r["status"], r["_batch_id"]) for r in table] == [
+        (1, "cancelled", "b2"),
+        (2, "processing", "b1"),
+    ]
 
 
 def test_over_threshold_batch_fails_and_publishes_nothing(spark: SparkSession, tmp_path: Path) -> None:
-    orders = write_csv(tmp_path / "o.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n2,x,processing,2025-01-01,,,,1\n")
+    orders = write_csv(
+        tmp_path / "o.csv",
+        ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n2,x,processing,2025-01-01,,,,1\n",
+    )
     code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", orders)
     assert code == 0 and result is not None
     assert result["status"] == "FAILED"
@@ -146,9 +181,14 @@ def test_over_threshold_batch_fails_and_publishes_nothing(spark: SparkSession, t
         (None, "file does not exist"),
         (b"", "file is empty"),
         (ORDERS_HEADER.encode(), "file has a header but no data rows"),
-        (ORDERS_HEADER.replace("num_of_item", "items").encode() + b"1,10,processing,2025-01-01,,,,1\n",
-         "missing required column(s) ['num_of_item']"),
-        (ORDERS_HEADER.replace(",", ";").encode() + b"1;10;processing;2025-01-01;;;;1\n", "semicolon-delimited"),
+        (
+            ORDERS_HEADER.replace("num_of_item", "items").encode() + b"1,10,processing,2025-01-01,,,,1\n",
+            "missing required column(s) ['num_of_item']",
+        ),
+        (
+            ORDERS_HEADER.replace(",", ";").encode() + b"1;10;processing;2025-01-01;;;;1\n",
+            "semicolon-delimited",
+        ),
         ("order_id,user_id\n1,2\n".encode("utf-16"), "UTF-16 encoded: expected UTF-8"),
     ],
 )
@@ -170,8 +210,9 @@ def test_bad_input_fails_the_dataset_with_a_clear_message(
 def test_empty_parts_can_be_allowed(spark: SparkSession, tmp_path: Path) -> None:
     good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
     empty = write_csv(tmp_path / "empty.csv", ORDERS_HEADER)
-    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", f"{good},{empty}",
-                                "--allow-empty-files")
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--batch-id", "b1", "--orders", f"{good},{empty}", "--allow-empty-files"
+    )
     assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
     assert [f["rows_read"] for f in result["datasets"]["orders"]["files"]] == [1, 0]
 
@@ -188,23 +229,27 @@ def test_invalid_utf8_in_a_row_quarantines_that_row(spark: SparkSession, tmp_pat
     assert result["status"] == "SUCCEEDED"  # 1 of 39 is under the 5% threshold
 
 
-def test_missing_batch_id_is_a_configuration_error(spark: SparkSession, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_batch_id_is_a_configuration_error(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
     code, result = run_validate(spark, tmp_path / "lake", "--orders", good)
     assert code == 2 and result is None
     assert "no batch id" in capsys.readouterr().err
 
 
-def test_unknown_flag_is_a_configuration_error(spark: SparkSession, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_flag_is_a_configuration_error(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _ = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--ordrs", "x.csv")
     assert code == 2
     assert "unrecognized arguments: --ordrs" in capsys.readouterr().err
 
 
 def test_missing_manifest_writes_an_error_result(spark: SparkSession, tmp_path: Path) -> None:
-    code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b7", "--manifest", str(tmp_path / "nope.json"))
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--batch-id", "b7", "--manifest", str(tmp_path / "nope.json")
+    )
     assert code == 2 and result is not None
     assert result["status"] == "ERROR" and "does not exist" in result["errors"][0]
 

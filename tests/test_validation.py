@@ -17,7 +17,9 @@ ORDER_COLS = CONTRACTS["orders"].column_names
 ITEM_COLS = CONTRACTS["order_items"].column_names
 
 
-def _raw(spark: SparkSession, columns: list[str], rows: list[tuple[str | None, ...]], file: str = "f.csv") -> DataFrame:
+def _raw(
+    spark: SparkSession, columns: list[str], rows: list[tuple[str | None, ...]], file: str = "f.csv"
+) -> DataFrame:
     schema = ", ".join(f"{c} string" for c in [*columns, "_corrupt_record"])
     df = spark.createDataFrame([(*r, None) for r in rows], schema)
     return df.withColumn("_source_file", F.lit(file))
@@ -29,8 +31,13 @@ def _outcome(df: DataFrame, key: str) -> DataFrame:
 
 def _order(order_id: str | None, **kw: str | None) -> tuple[str | None, ...]:
     row: dict[str, str | None] = {
-        "order_id": order_id, "user_id": "10", "status": "Complete", "created_at": "2025-01-01 10:00:00",
-        "returned_at": None, "shipped_at": "2025-01-02 10:00:00", "delivered_at": "2025-01-03 10:00:00",
+        "order_id": order_id,
+        "user_id": "10",
+        "status": "Complete",
+        "created_at": "2025-01-01 10:00:00",
+        "returned_at": None,
+        "shipped_at": "2025-01-02 10:00:00",
+        "delivered_at": "2025-01-03 10:00:00",
         "num_of_item": "1",
     }
     row.update(kw)
@@ -51,8 +58,10 @@ def test_order_rules_each_give_their_reason(spark: SparkSession) -> None:
         _order(" ", user_id=""),
     ]
     got = annotate(_raw(spark, ORDER_COLS, rows), CONTRACTS["orders"], [], "b1", DAY)
-    result = {r["order_id"]: (sorted(r["_errors"]), sorted(r["_warnings"]), r["quality"], r["status"])
-              for r in got.collect()}
+    result = {
+        r["order_id"]: (sorted(r["_errors"]), sorted(r["_warnings"]), r["quality"], r["status"])
+        for r in got.collect()
+    }
     assert result == {
         1: ([], [], "valid", "complete"),
         2: (["not_null:user_id"], [], "quarantined", "complete"),
@@ -68,8 +77,13 @@ def test_order_rules_each_give_their_reason(spark: SparkSession) -> None:
 
 
 def test_quarantined_rows_keep_their_original_text(spark: SparkSession) -> None:
-    got = annotate(_raw(spark, ORDER_COLS, [_order("5", created_at="2025-13-45"), _order("6")]),
-                   CONTRACTS["orders"], [], "b1", DAY)
+    got = annotate(
+        _raw(spark, ORDER_COLS, [_order("5", created_at="2025-13-45"), _order("6")]),
+        CONTRACTS["orders"],
+        [],
+        "b1",
+        DAY,
+    )
     rows = {r["_raw_order_id"]: r["_raw_created_at"] for r in got.collect()}
     # valid rows carry no raw copy (it would only double the staged bytes)
     assert rows == {"5": "2025-13-45", None: None}
@@ -102,9 +116,16 @@ def test_malformed_line_reports_only_that(spark: SparkSession) -> None:
 
 def _item(item_id: str, order_id: str, product_id: str = "100") -> tuple[str | None, ...]:
     row = {
-        "id": item_id, "order_id": order_id, "user_id": "10", "product_id": product_id, "status": "complete",
-        "created_at": "2025-01-01 10:00:00", "shipped_at": "2025-01-02 10:00:00",
-        "delivered_at": "2025-01-03 10:00:00", "returned_at": None, "sale_price": "9.50",
+        "id": item_id,
+        "order_id": order_id,
+        "user_id": "10",
+        "product_id": product_id,
+        "status": "complete",
+        "created_at": "2025-01-01 10:00:00",
+        "shipped_at": "2025-01-02 10:00:00",
+        "delivered_at": "2025-01-03 10:00:00",
+        "returned_at": None,
+        "sale_price": "9.50",
     }
     return tuple(row[c] for c in ITEM_COLS)
 
@@ -136,6 +157,15 @@ def test_skipped_foreign_key_is_not_stamped_on_rows(spark: SparkSession) -> None
 
 
 def test_lineage_columns_are_stamped(spark: SparkSession) -> None:
-    got = annotate(_raw(spark, ORDER_COLS, [_order("1")], file="s3://b/raw/orders/p1.csv"),
-                   CONTRACTS["orders"], [], "batch-9", DAY).collect()[0]
-    assert (got["_batch_id"], got["_processing_date"], got["_source_file"]) == ("batch-9", DAY, "s3://b/raw/orders/p1.csv")
+    got = annotate(
+        _raw(spark, ORDER_COLS, [_order("1")], file="s3://b/raw/orders/p1.csv"),
+        CONTRACTS["orders"],
+        [],
+        "batch-9",
+        DAY,
+    ).collect()[0]
+    assert (got["_batch_id"], got["_processing_date"], got["_source_file"]) == (
+        "batch-9",
+        DAY,
+        "s3://b/raw/orders/p1.csv",
+    )
