@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from common.errors import StorageError
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BATCH_METADATA_KEY = "ecom.batch_id"
+
+
+def _commit(batch_id: str | None) -> CommitProperties | None:
+    """Tag a commit with the batch that made it (read back by :func:`first_version_of_batch`)."""
+    return CommitProperties(custom_metadata={BATCH_METADATA_KEY: batch_id}) if batch_id else None
+
 
 @dataclass(frozen=True)
 class WriteOutcome:
@@ -33,6 +40,7 @@ class WriteOutcome:
     version: int
     rows_inserted: int
     rows_updated: int
+    previous_version: int | None = None  # the version before this write; None if it created the table
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +48,7 @@ class WriteOutcome:
             "version": self.version,
             "rows_inserted": self.rows_inserted,
             "rows_updated": self.rows_updated,
+            "previous_version": self.previous_version,
         }
 
 
@@ -77,6 +86,7 @@ def upsert(
     keys: list[str],
     settings: Settings,
     update_when: str | None = None,
+    batch_id: str | None = None,
 ) -> WriteOutcome:
     """Merge ``source`` into the table at ``uri`` by ``keys``; create the table if needed.
 
@@ -91,12 +101,21 @@ def upsert(
     try:
         if table is None:
             data = source.read_all()
-            write_deltalake(uri, data, mode="append", storage_options=opts)
+            write_deltalake(
+                uri, data, mode="append", storage_options=opts, commit_properties=_commit(batch_id)
+            )
             table = DeltaTable(uri, storage_options=opts)
             return WriteOutcome(uri, table.version(), data.num_rows, 0)
+        previous = table.version()
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         metrics = (
-            table.merge(source, predicate=predicate, source_alias="s", target_alias="t")
+            table.merge(
+                source,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=_commit(batch_id),
+            )
             .when_matched_update_all(predicate=update_when)
             .when_not_matched_insert_all()
             .execute()
@@ -109,10 +128,13 @@ def upsert(
         table.version(),
         int(metrics.get("num_target_rows_inserted", 0)),
         int(metrics.get("num_target_rows_updated", 0)),
+        previous,
     )
 
 
-def replace_where(uri: str, data: pa.Table, predicate: str, settings: Settings) -> WriteOutcome:
+def replace_where(
+    uri: str, data: pa.Table, predicate: str, settings: Settings, batch_id: str | None = None
+) -> WriteOutcome:
     """Atomically replace the rows matching ``predicate`` with ``data`` (create the table if needed).
 
     Raises:
@@ -120,17 +142,27 @@ def replace_where(uri: str, data: pa.Table, predicate: str, settings: Settings) 
     """
     opts = storage_options(uri, settings)
     table = open_table(uri, settings)
+    previous = None if table is None else table.version()
     try:
         if table is None:
-            write_deltalake(uri, data, mode="append", storage_options=opts)
+            write_deltalake(
+                uri, data, mode="append", storage_options=opts, commit_properties=_commit(batch_id)
+            )
         else:
-            write_deltalake(table, data, mode="overwrite", predicate=predicate, storage_options=opts)
+            write_deltalake(
+                table,
+                data,
+                mode="overwrite",
+                predicate=predicate,
+                storage_options=opts,
+                commit_properties=_commit(batch_id),
+            )
         table = DeltaTable(uri, storage_options=opts)
     except DeltaError as exc:
         raise StorageError(f"cannot write Delta table {uri}: {exc}") from exc
     history = table.history(1)[0]
     metrics = history.get("operationMetrics", {})
-    return WriteOutcome(uri, table.version(), int(metrics.get("num_added_rows", data.num_rows)), 0)
+    return WriteOutcome(uri, table.version(), int(metrics.get("num_added_rows", data.num_rows)), 0, previous)
 
 
 def export_columns(
@@ -139,11 +171,12 @@ def export_columns(
     dest: Path,
     settings: Settings,
     filter_expression: pads.Expression | None = None,
+    version: int | None = None,
 ) -> Path | None:
     """Stream ``columns`` of a Delta table into one local Parquet file Spark can read.
 
-    Spark here has no S3A and no Delta extension, so this is how it reads lake state. Returns
-    None when the table does not exist yet.
+    Spark here has no S3A and no Delta extension, so this is how it reads lake state (``version``
+    time-travels). Returns None when the table does not exist yet.
 
     Raises:
         StorageError: the table cannot be read.
@@ -152,6 +185,8 @@ def export_columns(
     if table is None:
         return None
     try:
+        if version is not None:
+            table.load_as_version(version)
         dataset = table.to_pyarrow_dataset()
         scanner = dataset.scanner(columns=columns, filter=filter_expression)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -161,3 +196,21 @@ def export_columns(
     except (DeltaError, OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
     return dest
+
+
+def first_version_of_batch(uri: str, batch_id: str, settings: Settings) -> int | None:
+    """The first table version committed by ``batch_id``, or None if it committed none.
+
+    Raises:
+        StorageError: the table history cannot be read.
+    """
+    table = open_table(uri, settings)
+    if table is None:
+        return None
+    try:
+        versions = [
+            int(entry["version"]) for entry in table.history() if entry.get(BATCH_METADATA_KEY) == batch_id
+        ]
+    except (DeltaError, OSError) as exc:
+        raise StorageError(f"cannot read the history of {uri}: {exc}") from exc
+    return min(versions) if versions else None

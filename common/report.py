@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from common.result import ValidationResult
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from common.result import TransformResult, ValidationResult
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -48,4 +52,24 @@ def format_validation(result: ValidationResult, top: int = 5) -> str:
     if result.errors:
         lines.append("\nErrors:")
         lines += [f"  - {message}" for message in result.errors]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def format_transform(result: TransformResult, tables: Mapping[str, pa.Table], max_rows: int = 15) -> str:
+    """The KPI rows a transform run wrote: latest dates first, a few rows per table."""
+    dates = result.touched_dates
+    span = f"{dates[0]} .. {dates[-1]}" if dates else "none"
+    lines = [f"Batch {result.batch_id}: KPIs recomputed for {len(dates)} order date(s) ({span})"]
+    lines += [f"  note: {note}" for note in result.notes]
+    for name, table in tables.items():
+        columns = [c for c in table.column_names if c not in {"batch_id", "computed_at"}]
+        rows = sorted(table.select(columns).to_pylist(), key=lambda r: str(r["order_date"]), reverse=True)
+        shown = rows[:max_rows]
+        more = f", latest {len(shown)} shown" if len(rows) > len(shown) else ""
+        lines.append(f"\n{name} ({len(rows)} rows{more}):")
+        lines.append(_table(columns, [[_cell(r[c]) for c in columns] for r in shown]))
     return "\n".join(lines)

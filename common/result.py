@@ -88,15 +88,6 @@ class ValidationResult(BaseModel):
         }
 
 
-def write_result(result: ValidationResult, uri: str, settings: Settings) -> None:
-    """Write the result JSON to a local path or S3.
-
-    Raises:
-        StorageError: the result cannot be written.
-    """
-    storage.write_text(uri, json.dumps(result.model_dump(mode="json"), indent=2) + "\n", settings)
-
-
 def read_result(uri: str, settings: Settings) -> ValidationResult:
     """Read a validation result.
 
@@ -117,3 +108,28 @@ def read_result(uri: str, settings: Settings) -> ValidationResult:
         raise ResultNotUsableError(
             f"{uri} is not a validation result (schema {SCHEMA_VERSION}): {exc}"
         ) from exc
+
+
+class TransformResult(BaseModel):
+    """What the transform job did (written next to the validation result)."""
+
+    schema_version: str = SCHEMA_VERSION
+    job: str = "transform"
+    batch_id: str
+    status: BatchStatus
+    started_at: str
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    touched_dates: list[str] = Field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+def write_result(model: BaseModel, uri: str, settings: Settings) -> None:
+    """Write any result model as JSON (local path or S3).
+
+    Raises:
+        StorageError: it cannot be written.
+    """
+    storage.write_text(uri, json.dumps(model.model_dump(mode="json"), indent=2) + "\n", settings)

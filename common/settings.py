@@ -132,8 +132,8 @@ class Settings(BaseSettings):
                 out[name] = files
         return out
 
-    def default_result_uri(self, batch_id: str) -> str:
-        return f"{self.lake_root.rstrip('/')}/_results/{batch_id}/validate.json"
+    def default_result_uri(self, batch_id: str, job: str = "validate") -> str:
+        return f"{self.lake_root.rstrip('/')}/_results/{batch_id}/{job}.json"
 
 
 def load_settings(argv: Sequence[str] | None = None, prog: str = "ecom") -> Settings:

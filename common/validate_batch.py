@@ -200,7 +200,12 @@ def _publish(ctx: _Context) -> None:
             reader = staging.valid_rows_reader(stage_dir, contract)
             if reader is not None:
                 outcome = delta_io.upsert(
-                    validated_uri(ctx.settings, name), reader, contract.primary_key, ctx.settings, UPDATE_WHEN
+                    validated_uri(ctx.settings, name),
+                    reader,
+                    contract.primary_key,
+                    ctx.settings,
+                    UPDATE_WHEN,
+                    ctx.batch.batch_id,
                 )
                 ds.validated_table = outcome.as_dict()
         outcome = delta_io.replace_where(
@@ -208,6 +213,7 @@ def _publish(ctx: _Context) -> None:
             staging.quarantined_rows(stage_dir, contract),
             f"_batch_id = '{ctx.batch.batch_id.replace(chr(39), chr(39) * 2)}'",
             ctx.settings,
+            ctx.batch.batch_id,
         )
         ds.quarantine_table = outcome.as_dict()
 

@@ -46,7 +46,9 @@ def test_entrypoint_dispatches_to_real_job_modules() -> None:
 
 
 def test_entrypoint_rejects_unknown_jobs() -> None:
-    done = subprocess.run(["sh", str(ROOT / "docker" / "entrypoint.sh"), "vaildate"], capture_output=True, text=True)
+    done = subprocess.run(
+        ["sh", str(ROOT / "docker" / "entrypoint.sh"), "vaildate"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "unknown job 'vaildate'" in done.stderr
 
 

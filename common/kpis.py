@@ -1,0 +1,145 @@
+"""Daily KPIs: pure ``DataFrame -> DataFrame`` functions (definitions in the README).
+
+All KPIs are per order date = the UTC date of ``orders.created_at``; an item belongs to its
+order's date. Money is ``decimal(18,2)``, rates ``decimal(6,4)`` in [0, 1], both rounded half-even
+(``bround``). Statuses are compared lower-case (the validate job stores them normalised).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+MONEY = "decimal(18,2)"
+RATE = "decimal(6,4)"
+# Items that do not count towards net revenue.
+NOT_NET_STATUSES = ["returned", "cancelled"]
+
+
+def _money(value: Column) -> Column:
+    return F.bround(value, 2).cast(MONEY)
+
+
+def _ratio(numerator: Column, denominator: Column, scale: int, type_name: str) -> Column:
+    """Exact decimal division, rounded half-even; null when the denominator is zero."""
+    exact = numerator.cast("decimal(38,10)") / F.nullif(denominator.cast("decimal(38,10)"), F.lit(0))
+    return F.bround(exact, scale).cast(type_name)
+
+
+def with_order_date(orders: DataFrame) -> DataFrame:
+    """Add ``order_date``: the UTC date of ``created_at`` (the session time zone is UTC)."""
+    return orders.withColumn("order_date", F.to_date(F.col("created_at")))
+
+
+def order_daily(orders: DataFrame, items: DataFrame) -> DataFrame:
+    """One row per order date.
+
+    Args:
+        orders: ``order_id, user_id, status, order_date``.
+        items: ``order_id, status, sale_price``.
+    """
+    per_order = items.groupBy("order_id").agg(
+        F.sum("sale_price").alias("revenue"),
+        F.sum(F.when(~F.col("status").isin(NOT_NET_STATUSES), F.col("sale_price"))).alias("net"),
+        F.count(F.lit(1)).alias("items"),
+    )
+    joined = orders.join(per_order, "order_id", "left")
+    daily = joined.groupBy("order_date").agg(
+        F.count(F.lit(1)).alias("total_orders"),
+        F.coalesce(F.sum("revenue"), F.lit(0)).alias("revenue"),
+        F.coalesce(F.sum("net"), F.lit(0)).alias("net"),
+        F.coalesce(F.sum("items"), F.lit(0)).alias("total_items_sold"),
+        F.sum(F.when(F.col("status") == "returned", 1).otherwise(0)).alias("returned_orders"),
+        F.countDistinct("user_id").alias("unique_customers"),
+    )
+    return daily.select(
+        "order_date",
+        F.col("total_orders").cast("long").alias("total_orders"),
+        _money(F.col("revenue")).alias("total_revenue"),
+        _money(F.col("net")).alias("net_revenue"),
+        F.col("total_items_sold").cast("long").alias("total_items_sold"),
+        _ratio(F.col("returned_orders"), F.col("total_orders"), 4, RATE).alias("return_rate"),
+        F.col("unique_customers").cast("long").alias("unique_customers"),
+        _ratio(F.col("revenue"), F.col("total_orders"), 2, MONEY).alias("avg_order_value"),
+    )
+
+
+def category_daily(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
+    """One row per (category, order date).
+
+    Args:
+        orders: ``order_id, order_date``.
+        items: ``order_id, product_id, status, sale_price``.
+        products: ``id, category``.
+    """
+    lines = items.join(orders.select("order_id", "order_date"), "order_id").join(
+        products.select(F.col("id").alias("product_id"), "category"), "product_id"
+    )
+    daily = lines.groupBy("category", "order_date").agg(
+        F.sum("sale_price").alias("revenue"),
+        F.sum(F.when(~F.col("status").isin(NOT_NET_STATUSES), F.col("sale_price"))).alias("net"),
+        F.countDistinct("order_id").alias("orders"),
+        F.count(F.lit(1)).alias("items"),
+        F.sum(F.when(F.col("status") == "returned", 1).otherwise(0)).alias("returned_items"),
+    )
+    return daily.select(
+        "category",
+        "order_date",
+        _money(F.col("revenue")).alias("daily_revenue"),
+        _money(F.coalesce(F.col("net"), F.lit(0))).alias("net_revenue"),
+        F.col("orders").cast("long").alias("orders"),
+        F.col("items").cast("long").alias("items_sold"),
+        _ratio(F.col("revenue"), F.col("orders"), 2, MONEY).alias("avg_order_value"),
+        _ratio(F.col("returned_items"), F.col("items"), 4, RATE).alias("avg_return_rate"),
+    )
+
+
+def restrict_to_dates(df: DataFrame, dates: DataFrame) -> DataFrame:
+    """Keep rows whose ``order_date`` is among ``dates`` (one column ``order_date``)."""
+    return df.join(F.broadcast(dates), "order_date", "left_semi")
+
+
+def touched_dates(
+    orders: DataFrame,
+    items: DataFrame,
+    products: DataFrame | None,
+    old_orders: DataFrame | None,
+    old_items: DataFrame | None,
+    batch_id: str,
+) -> DataFrame:
+    """Order dates whose KPIs a batch may have changed (one column ``order_date``, distinct).
+
+    A date is touched when the batch inserted or changed an order of that date (including the
+    date an order had *before* a correction moved it), an item of an order of that date
+    (including the order an item belonged to before), or a product sold on that date (its
+    category may have changed).
+
+    Args:
+        orders: current ``order_id, created_at, _batch_id``.
+        items: current ``id, order_id, product_id, _batch_id``.
+        products: current ``id, _batch_id``, or None when there is no products table.
+        old_orders: ``order_id, created_at`` as before the batch's first write, or None.
+        old_items: ``id, order_id`` as before the batch's first write, or None.
+    """
+    dated = with_order_date(orders).select("order_id", "order_date")
+    in_batch = F.col("_batch_id") == F.lit(batch_id)
+    changed_orders = orders.where(in_batch).select("order_id")
+    changed_items = items.where(in_batch).select("id", "order_id")
+
+    def dates_of(order_ids: DataFrame) -> DataFrame:
+        return order_ids.join(dated, "order_id").select("order_date")
+
+    parts = [dates_of(changed_orders), dates_of(changed_items.select("order_id"))]
+    if old_orders is not None:
+        moved = old_orders.join(changed_orders, "order_id", "left_semi")
+        parts.append(with_order_date(moved).select("order_date"))
+    if old_items is not None:
+        before = old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id")
+        parts.append(dates_of(before))
+    if products is not None:
+        changed_products = products.where(in_batch).select(F.col("id").alias("product_id"))
+        parts.append(dates_of(items.join(changed_products, "product_id", "left_semi").select("order_id")))
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return result.where(F.col("order_date").isNotNull()).distinct()

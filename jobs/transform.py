@@ -1,0 +1,106 @@
+"""Compute daily KPIs for a validated batch: ``python -m jobs.transform --batch-id B`` (see README).
+
+Exit codes: 0 KPIs written; 1 internal error; 2 bad arguments or configuration; 3 the batch's
+validation result is missing or not SUCCEEDED (nothing is computed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from common.errors import ConfigurationError, PipelineError, ResultNotUsableError
+from common.logs import configure_logging
+from common.report import format_transform
+from common.result import BatchStatus, TransformResult, read_result, write_result
+from common.settings import load_settings
+from common.spark import build_spark
+from common.transform_batch import run_transform
+
+log = logging.getLogger("jobs.transform")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_NOT_VALIDATED = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    """Run the transform job; returns the process exit code."""
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv, prog="python -m jobs.transform")
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    if not settings.batch_id:
+        log.error("no batch id: pass --batch-id (ECOM_BATCH_ID)")
+        return EXIT_CONFIG
+    batch_id = settings.batch_id
+    started = dt.datetime.now(dt.UTC)
+    clock = time.monotonic()
+    source = settings.validation_result or settings.default_result_uri(batch_id)
+    try:
+        validation = read_result(source, settings)
+        if validation.batch_id != batch_id:
+            raise ResultNotUsableError(
+                f"{source} is the result of batch {validation.batch_id!r}, not {batch_id!r}"
+            )
+        if validation.status is not BatchStatus.SUCCEEDED:
+            raise ResultNotUsableError(
+                f"batch {batch_id} validation status is {validation.status.value} (expected SUCCEEDED): "
+                "its rows were not published, so there is nothing to transform. "
+                + "; ".join(validation.errors)
+            )
+    except ResultNotUsableError as exc:
+        log.error("refusing to transform: %s", exc)
+        return EXIT_NOT_VALIDATED
+    except PipelineError as exc:
+        log.error("cannot read the validation result: %s", exc)
+        return EXIT_INTERNAL
+    result_uri = settings.default_result_uri(batch_id, "transform")
+    result = TransformResult(
+        batch_id=batch_id, status=BatchStatus.ERROR, started_at=started.isoformat(timespec="seconds")
+    )
+    work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="ecom-transform-"))
+    session = spark
+    outcome = None
+    try:
+        session = session or build_spark(settings, "ecom-transform")
+        outcome = run_transform(session, settings, batch_id, work_dir / "transform", started)
+        result.touched_dates = outcome.touched_dates
+        result.notes = outcome.notes
+        result.outputs = {
+            o.table: {"rows": o.rows, "delta": o.delta, "dynamodb": o.dynamodb} for o in outcome.outputs
+        }
+        result.status = BatchStatus.SUCCEEDED
+    except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
+        log.exception("transform of batch %s failed", batch_id)
+        result.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        result.duration_seconds = round(time.monotonic() - clock, 3)
+        try:
+            write_result(result, result_uri, settings)
+        except PipelineError:
+            log.exception("could not write the transform result to %s", result_uri)
+        if spark is None and session is not None:
+            session.stop()
+        if not settings.work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    if result.status is not BatchStatus.SUCCEEDED:
+        return EXIT_INTERNAL
+    for note in result.notes:
+        log.info("%s", note)
+    if outcome is not None:
+        print(format_transform(result, {o.table: o.data for o in outcome.outputs if o.data is not None}))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

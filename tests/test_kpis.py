@@ -1,0 +1,109 @@
+"""KPIs on a hand-built fixture; every expected value below was computed by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+
+from common import kpis
+
+ORDERS = [
+    # order_id, user_id, status, created_at (UTC)
+    (1, 10, "complete", dt.datetime(2025, 3, 1, 10, 0)),
+    (2, 10, "returned", dt.datetime(2025, 3, 1, 23, 30)),
+    (3, 11, "cancelled", dt.datetime(2025, 3, 1, 5, 0)),  # no items
+    (4, 12, "shipped", dt.datetime(2025, 3, 2, 0, 10)),
+    (5, 13, "complete", dt.datetime(2025, 3, 3, 9, 0)),
+    (6, 14, "complete", dt.datetime(2025, 3, 3, 9, 5)),
+]
+ITEMS = [
+    # id, order_id, product_id, status, sale_price
+    (11, 1, 100, "complete", D("10.00")),
+    (12, 1, 101, "complete", D("5.25")),
+    (21, 2, 100, "returned", D("20.00")),
+    (22, 2, 101, "returned", D("3.33")),
+    (41, 4, 100, "shipped", D("7.77")),
+    (51, 5, 102, "complete", D("0.10")),
+    (61, 6, 102, "complete", D("0.15")),
+]
+PRODUCTS = [(100, "Jeans"), (101, "Socks"), (102, "Hats")]
+
+
+def _frames(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame]:
+    orders = spark.createDataFrame(ORDERS, "order_id long, user_id long, status string, created_at timestamp")
+    items = spark.createDataFrame(
+        ITEMS, "id long, order_id long, product_id long, status string, sale_price decimal(12,2)"
+    )
+    products = spark.createDataFrame(PRODUCTS, "id long, category string")
+    return kpis.with_order_date(orders), items, products
+
+
+def test_order_daily_matches_hand_computed_values(spark: SparkSession) -> None:
+    orders, items, _ = _frames(spark)
+    got = kpis.order_daily(orders, items)
+    expected = spark.createDataFrame(
+        [
+            # 3 orders; 10+5.25+20+3.33; net excludes returned; 1 of 3 returned; users 10, 11; 38.58/3
+            (dt.date(2025, 3, 1), 3, D("38.58"), D("15.25"), 4, D("0.3333"), 2, D("12.86")),
+            (dt.date(2025, 3, 2), 1, D("7.77"), D("7.77"), 1, D("0.0000"), 1, D("7.77")),
+            # 0.25 / 2 = 0.125 -> 0.12 half-even (half-up would say 0.13)
+            (dt.date(2025, 3, 3), 2, D("0.25"), D("0.25"), 2, D("0.0000"), 2, D("0.12")),
+        ],
+        got.schema,
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_category_daily_matches_hand_computed_values(spark: SparkSession) -> None:
+    orders, items, products = _frames(spark)
+    got = kpis.category_daily(orders, items, products)
+    expected = spark.createDataFrame(
+        [
+            # Jeans on 03-01: items 11 (10.00) and 21 (20.00, returned), orders 1 and 2
+            ("Jeans", dt.date(2025, 3, 1), D("30.00"), D("10.00"), 2, 2, D("15.00"), D("0.5000")),
+            ("Socks", dt.date(2025, 3, 1), D("8.58"), D("5.25"), 2, 2, D("4.29"), D("0.5000")),
+            ("Jeans", dt.date(2025, 3, 2), D("7.77"), D("7.77"), 1, 1, D("7.77"), D("0.0000")),
+            ("Hats", dt.date(2025, 3, 3), D("0.25"), D("0.25"), 2, 2, D("0.12"), D("0.0000")),
+        ],
+        got.schema,
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_an_item_belongs_to_its_orders_date(spark: SparkSession) -> None:
+    # order 2 was created 23:30 on 03-01; an item created after midnight still counts on 03-01
+    orders, items, _ = _frames(spark)
+    row = kpis.order_daily(orders, items).where("order_date = '2025-03-01'").collect()[0]
+    assert row["total_items_sold"] == 4
+
+
+def test_touched_dates_include_the_date_a_correction_moved_an_order_from(spark: SparkSession) -> None:
+    orders = spark.createDataFrame(
+        [
+            (1, dt.datetime(2025, 3, 5, 8), "b3"),
+            (2, dt.datetime(2025, 3, 2, 8), "b1"),
+            (3, dt.datetime(2025, 3, 7, 8), "b1"),
+            (4, dt.datetime(2025, 3, 9, 8), "b1"),
+        ],
+        "order_id long, created_at timestamp, _batch_id string",
+    )
+    items = spark.createDataFrame(
+        [(10, 2, 100, "b3"), (11, 3, 101, "b1"), (12, 4, 102, "b1")],
+        "id long, order_id long, product_id long, _batch_id string",
+    )
+    products = spark.createDataFrame([(100, "b1"), (101, "b1"), (102, "b3")], "id long, _batch_id string")
+    old_orders = spark.createDataFrame(
+        [(1, dt.datetime(2025, 3, 1, 8))], "order_id long, created_at timestamp"
+    )
+    old_items = spark.createDataFrame([(10, 3)], "id long, order_id long")
+    got = kpis.touched_dates(orders, items, products, old_orders, old_items, "b3")
+    assert sorted(r["order_date"] for r in got.collect()) == [
+        dt.date(2025, 3, 1),  # order 1's date before b3 corrected it
+        dt.date(2025, 3, 2),  # item 10 (changed in b3) is on order 2
+        dt.date(2025, 3, 5),  # order 1's new date
+        dt.date(2025, 3, 7),  # item 10 belonged to order 3 before b3
+        dt.date(2025, 3, 9),  # product 102 changed in b3; item 12 of order 4 sells it
+    ]
