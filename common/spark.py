@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
@@ -17,6 +18,7 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         builder = builder.master(settings.spark_master)
     if (settings.spark_master or "local").startswith("local"):
         # Keep a local driver on loopback: it must never bind or talk to another interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
             "spark.driver.bindAddress", "127.0.0.1"
         )

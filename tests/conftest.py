@@ -32,6 +32,7 @@ def _offline_aws() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, before the JVM starts
     session = (
         SparkSession.builder.master("local[2]")
         .appName("ecom-tests")

@@ -1,0 +1,225 @@
+"""The transform job: refusals, multi-batch correctness against an independent reference,
+DynamoDB holding exactly one item per key, and identical re-runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from pyspark.sql import SparkSession
+
+from common.generator import GeneratorConfig, generate_batch
+from jobs import transform
+from tests import reference_kpis
+from tests.conftest import write_csv
+from tests.helpers import delta_rows, run_validate
+
+ORDER_TABLE, CATEGORY_TABLE = "kpi-order-daily", "kpi-category-daily"
+ORDER_FIELDS = [
+    "total_orders",
+    "total_revenue",
+    "net_revenue",
+    "total_items_sold",
+    "return_rate",
+    "unique_customers",
+    "avg_order_value",
+]
+CATEGORY_FIELDS = [
+    "daily_revenue",
+    "net_revenue",
+    "orders",
+    "items_sold",
+    "avg_order_value",
+    "avg_return_rate",
+]
+
+
+def run_transform(spark: SparkSession, lake: Path, *args: str) -> int:
+    argv = ["--lake-root", str(lake), "--spark-shuffle-partitions", "2", *args]
+    return transform.main(argv, spark=spark)
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=ORDER_TABLE,
+            KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.create_table(
+            TableName=CATEGORY_TABLE,
+            KeySchema=[
+                {"AttributeName": "category", "KeyType": "HASH"},
+                {"AttributeName": "order_date", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "category", "AttributeType": "S"},
+                {"AttributeName": "order_date", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+def _scan(client: Any, table: str) -> list[dict[str, Any]]:
+    items, start = [], None
+    while True:
+        page = client.scan(TableName=table, **({"ExclusiveStartKey": start} if start else {}))
+        items += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return items
+
+
+def _number(value: dict[str, str]) -> Decimal:
+    return Decimal(value["N"])
+
+
+def test_refuses_a_batch_without_a_validation_result(
+    spark: SparkSession, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert run_transform(spark, tmp_path / "lake", "--batch-id", "never-validated") == 3
+    err = capfd.readouterr().err
+    assert "no validation result at" in err and "run the validate job" in err
+
+
+def test_refuses_a_failed_batch(
+    spark: SparkSession, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    header = "order_id,user_id,status,created_at,returned_at,shipped_at,delivered_at,num_of_item\n"
+    orders = write_csv(tmp_path / "o.csv", header + "1,x,processing,2025-01-01,,,,1\n")
+    lake = tmp_path / "lake"
+    run_validate(spark, lake, "--batch-id", "bad", "--orders", orders)
+    capfd.readouterr()
+    assert run_transform(spark, lake, "--batch-id", "bad") == 3
+    assert "validation status is FAILED (expected SUCCEEDED)" in capfd.readouterr().err
+    assert not (lake / "kpi").exists()
+
+
+def _manifest(path: Path, batch_id: str, files: dict[str, list[str]]) -> str:
+    path.write_text(json.dumps({"batch_id": batch_id, "files": files}))
+    return str(path)
+
+
+@pytest.fixture
+def three_batches(tmp_path: Path) -> dict[str, Any]:
+    """Orders in b1; their items split across b1 and b2; one order corrected (new date and status)
+    in b3, which also re-delivers one of b2's item files."""
+    generate_batch(
+        tmp_path / "gen", GeneratorConfig(items=1500, parts=3, seed=5, defect_rate=0, warning_rate=0)
+    )
+    files = json.loads((tmp_path / "gen" / "manifest.json").read_text())["files"]
+    items = files["order_items"]
+    with open(files["orders"][0], newline="") as handle:
+        reader = csv.DictReader(handle)
+        header, first = reader.fieldnames, next(reader)
+    assert header is not None
+    moved = dict(
+        first,
+        created_at="2023-06-15 12:00:00+00:00",
+        status="Returned",
+        shipped_at="2023-06-16 12:00:00",
+        delivered_at="2023-06-18 12:00:00",
+        returned_at="2023-06-20 12:00:00",
+    )
+    correction = tmp_path / "b3" / "orders-fix.csv"
+    write_csv(correction, ",".join(header) + "\n" + ",".join(moved[c] for c in header) + "\n")
+    return {
+        "batches": [
+            (
+                "b1",
+                _manifest(
+                    tmp_path / "b1.json",
+                    "b1",
+                    {"orders": files["orders"], "products": files["products"], "order_items": items[:1]},
+                ),
+            ),
+            ("b2", _manifest(tmp_path / "b2.json", "b2", {"order_items": items[1:]})),
+            (
+                "b3",
+                _manifest(
+                    tmp_path / "b3.json", "b3", {"orders": [str(correction)], "order_items": items[1:2]}
+                ),
+            ),
+        ],
+        "final_orders": [Path(p) for p in files["orders"]] + [correction],
+        "final_items": [Path(p) for p in items],
+        "products": [Path(p) for p in files["products"]],
+        "moved_from": first["created_at"][:10],
+    }
+
+
+def test_multi_batch_kpis_equal_a_reference_over_the_final_data(
+    spark: SparkSession, tmp_path: Path, dynamodb: Any, three_batches: dict[str, Any]
+) -> None:
+    lake = tmp_path / "lake"
+    tables = ("--dynamodb-order-table", ORDER_TABLE, "--dynamodb-category-table", CATEGORY_TABLE)
+    for batch_id, manifest in three_batches["batches"]:
+        code, result = run_validate(spark, lake, "--manifest", manifest)
+        assert code == 0 and result is not None and result["status"] == "SUCCEEDED", batch_id
+        assert run_transform(spark, lake, "--batch-id", batch_id, *tables) == 0, batch_id
+
+    expected_orders, expected_categories = reference_kpis.kpis(
+        reference_kpis.read_rows(three_batches["final_orders"], "order_id"),
+        reference_kpis.read_rows(three_batches["final_items"], "id"),
+        reference_kpis.read_rows(three_batches["products"], "id"),
+    )
+    assert "2023-06-15" in expected_orders  # the corrected order's new date
+
+    delta_orders = {
+        r["order_date"].isoformat(): {f: r[f] for f in ORDER_FIELDS}
+        for r in delta_rows(lake / "kpi" / "order_daily").to_pylist()
+    }
+    assert delta_orders == expected_orders
+    delta_categories = {
+        (r["category"], r["order_date"].isoformat()): {f: r[f] for f in CATEGORY_FIELDS}
+        for r in delta_rows(lake / "kpi" / "category_daily").to_pylist()
+    }
+    assert delta_categories == expected_categories
+
+    order_items = _scan(dynamodb, ORDER_TABLE)
+    assert len(order_items) == len({i["order_date"]["S"] for i in order_items}) == len(expected_orders)
+    dynamo_orders = {i["order_date"]["S"]: {f: _number(i[f]) for f in ORDER_FIELDS} for i in order_items}
+    assert dynamo_orders == expected_orders
+    category_items = _scan(dynamodb, CATEGORY_TABLE)
+    dynamo_categories = {
+        (i["category"]["S"], i["order_date"]["S"]): {f: _number(i[f]) for f in CATEGORY_FIELDS}
+        for i in category_items
+    }
+    assert len(category_items) == len(dynamo_categories) == len(expected_categories)
+    assert dynamo_categories == expected_categories
+    assert {i["batch_id"]["S"] for i in order_items} <= {"b1", "b2", "b3"}
+
+
+def test_rerunning_transform_writes_identical_values(
+    spark: SparkSession, tmp_path: Path, three_batches: dict[str, Any]
+) -> None:
+    lake = tmp_path / "lake"
+    batch_id, manifest = three_batches["batches"][0]
+    run_validate(spark, lake, "--manifest", manifest)
+    assert run_transform(spark, lake, "--batch-id", batch_id) == 0
+    first = (
+        delta_rows(lake / "kpi" / "category_daily")
+        .drop(["computed_at"])
+        .sort_by([("category", "ascending"), ("order_date", "ascending")])
+    )
+    assert run_transform(spark, lake, "--batch-id", batch_id) == 0
+    second = (
+        delta_rows(lake / "kpi" / "category_daily")
+        .drop(["computed_at"])
+        .sort_by([("category", "ascending"), ("order_date", "ascending")])
+    )
+    assert first.num_rows > 0 and first.equals(second)
+    result = json.loads((lake / "_results" / batch_id / "transform.json").read_text())
+    assert result["status"] == "SUCCEEDED"
+    assert "no DynamoDB table configured: KPIs written to Delta only" in result["notes"]
