@@ -9,7 +9,7 @@ LAKE   := $(OUT)/lake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install run demo-data validate test lint typecheck check lock clean
+.PHONY: help prereqs install run demo-data validate transform test lint typecheck check lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,7 +32,10 @@ demo-data: $(STAMP) ## Generate the demo batch (20k order items, ~1% defects) un
 validate: $(STAMP) ## Validate the demo batch into out/lake
 	ECOM_LOG_FORMAT=text $(PY) -m jobs.validate --manifest $(DEMO)/manifest.json --lake-root $(LAKE)
 
-run: prereqs demo-data validate ## Generate a demo batch and run the pipeline on it locally (no AWS, no Docker)
+transform: $(STAMP) ## Compute the demo batch's daily KPIs into out/lake/kpi (Delta only)
+	ECOM_LOG_FORMAT=text $(PY) -m jobs.transform --batch-id demo-0001 --lake-root $(LAKE)
+
+run: prereqs demo-data validate transform ## Generate a demo batch, validate it and compute KPIs, locally (no AWS, no Docker)
 
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)

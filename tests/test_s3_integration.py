@@ -139,3 +139,55 @@ def test_missing_s3_object_fails_the_batch_visibly(endpoint: str, tmp_path: Path
     assert result["status"] == "FAILED"
     missing = f"s3://{BUCKET}/raw/orders/never-arrived.csv"
     assert result["errors"][0] == f"{missing}: file does not exist: expected a CSV file listed by the batch"
+
+
+def test_validate_then_transform_against_s3_and_dynamodb(endpoint: str, tmp_path: Path) -> None:
+    """The whole local flow the way containers run it: two processes, S3 and DynamoDB over HTTP."""
+    ddb = client("dynamodb", endpoint)
+    ddb.create_table(
+        TableName="kpi_order_daily",
+        KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName="kpi_category_daily",
+        KeySchema=[
+            {"AttributeName": "category", "KeyType": "HASH"},
+            {"AttributeName": "order_date", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "category", "AttributeType": "S"},
+            {"AttributeName": "order_date", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    generate_batch(
+        tmp_path / "in", GeneratorConfig(items=1000, parts=2, seed=9, defect_rate=0, warning_rate=0)
+    )
+    manifest = upload_batch(endpoint, tmp_path / "in", "flow-1")
+    env = job_env(endpoint)
+    env.update(
+        ECOM_LAKE_ROOT=f"s3://{BUCKET}/flow-lake",
+        ECOM_DYNAMODB_ENDPOINT_URL=endpoint,
+        ECOM_DYNAMODB_ORDER_TABLE="kpi_order_daily",
+        ECOM_DYNAMODB_CATEGORY_TABLE="kpi_category_daily",
+    )
+    for command in (
+        [sys.executable, "-m", "jobs.validate", "--manifest", manifest],
+        [sys.executable, "-m", "jobs.transform", "--batch-id", "flow-1"],
+    ):
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    s3 = client("s3", endpoint)
+    result = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="flow-lake/_results/flow-1/transform.json")["Body"].read()
+    )
+    assert result["status"] == "SUCCEEDED"
+    kpi = DeltaTable(f"s3://{BUCKET}/flow-lake/kpi/order_daily", storage_options=storage_options(endpoint))
+    delta_dates = sorted(d.isoformat() for d in kpi.to_pyarrow_table().column("order_date").to_pylist())
+    items = ddb.scan(TableName="kpi_order_daily")["Items"]  # ~400 small items: one page
+    assert sorted(i["order_date"]["S"] for i in items) == delta_dates == result["touched_dates"]
+    assert (
+        result["outputs"]["category_daily"]["dynamodb"]["puts"] == result["outputs"]["category_daily"]["rows"]
+    )
