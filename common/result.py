@@ -8,7 +8,7 @@ import json
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from common import storage
 from common.errors import ResultNotUsableError, StorageError
@@ -69,6 +69,8 @@ class ValidationResult(BaseModel):
     rule_descriptions: dict[str, str] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def summary(self) -> dict[str, Any]:
         """A compact view for alerts and logs."""
         return {

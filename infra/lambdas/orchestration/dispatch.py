@@ -1,0 +1,212 @@
+"""Dispatch Lambda (chunks-table stream, NEW_IMAGE, plus a scheduled controller tick).
+
+At most one batch is in flight. A lock item in the chunks table names it; taking the lock is a
+conditional write, so concurrent invocations (duplicate stream records, controller ticks) cannot
+start two batches. Starting a batch writes its manifest (paths split by dataset) and starts the
+state machine with an execution name derived from the batch id, so a repeated start is harmless.
+When the in-flight batch has ended, the lock is released and the oldest pending batch starts; a
+batch still marked ``processing`` whose execution already ended is marked ``failed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from orchestration.config import DATASETS, Config
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)
+
+LOCK_ID = "__in_flight__"
+STATUS_INDEX = "status-index"
+ENDED = {"FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def execution_name(batch_id: str) -> str:
+    """Step Functions execution names: 1-80 chars of [A-Za-z0-9-_]."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", batch_id)[:80]
+
+
+def build_manifest(batch: dict[str, Any], config: Config) -> dict[str, Any]:
+    """Split the chunk's paths into datasets by their ``raw/<dataset>/`` prefix."""
+    files: dict[str, list[str]] = {name: [] for name in DATASETS}
+    prefix = f"s3://{config.bucket}/{config.raw_prefix}"
+    for path in batch["files"]:
+        dataset = path[len(prefix) :].split("/", 1)[0] if path.startswith(prefix) else ""
+        if dataset in files:
+            files[dataset].append(path)
+    return {"batch_id": batch["batch_id"], "files": {k: v for k, v in files.items() if v}}
+
+
+def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
+    """What the state machine receives; it hands these to the containers (see the contract test)."""
+    manifest_key = f"{config.manifest_prefix}{batch_id}.json"
+    result_key = f"{config.results_prefix}{batch_id}/validate.json"
+    return {
+        "batch_id": batch_id,
+        "manifest_uri": f"s3://{config.bucket}/{manifest_key}",
+        "result_uri": f"s3://{config.bucket}/{result_key}",
+        "result_bucket": config.bucket,
+        "result_key": result_key,
+    }
+
+
+class Dispatcher:
+    def __init__(self, resource: Any, sfn: Any, s3: Any, config: Config) -> None:
+        self.table = resource.Table(config.chunks_table)
+        self.sfn, self.s3, self.config = sfn, s3, config
+
+    # -- lock ---------------------------------------------------------------------------------
+    def _holder(self) -> str | None:
+        item = self.table.get_item(Key={"batch_id": LOCK_ID}, ConsistentRead=True).get("Item")
+        return item.get("holder") if item else None
+
+    def _acquire(self, batch_id: str) -> bool:
+        try:
+            self.table.put_item(
+                Item={"batch_id": LOCK_ID, "holder": batch_id},
+                ConditionExpression="attribute_not_exists(batch_id)",
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def _release(self, batch_id: str) -> None:
+        try:
+            self.table.delete_item(
+                Key={"batch_id": LOCK_ID},
+                ConditionExpression="holder = :b",
+                ExpressionAttributeValues={":b": batch_id},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    # -- batches ------------------------------------------------------------------------------
+    def _batch(self, batch_id: str) -> dict[str, Any] | None:
+        return self.table.get_item(Key={"batch_id": batch_id}, ConsistentRead=True).get("Item")
+
+    def _oldest_pending(self) -> dict[str, Any] | None:
+        page = self.table.query(
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#s = :p",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":p": "pending"},
+            ScanIndexForward=True,
+            Limit=1,
+        )
+        items = page.get("Items", [])
+        return items[0] if items else None
+
+    def _set_status(self, batch_id: str, new: str, expected: str, **extra: Any) -> bool:
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":n": new, ":e": expected}
+        sets = ["#s = :n"]
+        for index, (key, value) in enumerate(extra.items()):
+            names[f"#k{index}"] = key
+            values[f":v{index}"] = value
+            sets.append(f"#k{index} = :v{index}")
+        try:
+            self.table.update_item(
+                Key={"batch_id": batch_id},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s = :e",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def _start(self, batch: dict[str, Any], now: float) -> None:
+        batch_id = batch["batch_id"]
+        manifest = build_manifest(batch, self.config)
+        payload = execution_input(batch_id, self.config)
+        self.s3.put_object(
+            Bucket=self.config.bucket,
+            Key=f"{self.config.manifest_prefix}{batch_id}.json",
+            Body=json.dumps(manifest).encode(),
+            ContentType="application/json",
+        )
+        name = execution_name(batch_id)
+        try:
+            arn = self.sfn.start_execution(
+                stateMachineArn=self.config.state_machine_arn, name=name, input=json.dumps(payload)
+            )["executionArn"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise
+            arn = self.config.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        started = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
+        self._set_status(batch_id, "processing", "pending", execution_arn=arn, started_at=started)
+        log.info(json.dumps({"msg": "batch started", "batch_id": batch_id, "execution": arn}))
+
+    def _settle(self, batch: dict[str, Any], now: float) -> bool:
+        """Deal with the lock holder; True when the lock is free afterwards."""
+        batch_id = batch["batch_id"]
+        if batch["status"] == "pending":  # a crash between taking the lock and starting
+            self._start(batch, now)
+            return False
+        if batch["status"] == "processing":
+            status = self.sfn.describe_execution(executionArn=batch["execution_arn"])["status"]
+            if status in {"RUNNING", "PENDING_REDRIVE"}:
+                return False
+            ended = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
+            if status in ENDED:
+                self._set_status(
+                    batch_id,
+                    "failed",
+                    "processing",
+                    finished_at=ended,
+                    failure=f"execution {status} before the state machine recorded an outcome",
+                )
+            elif status == "SUCCEEDED":
+                self._set_status(batch_id, "completed", "processing", finished_at=ended)
+        self._release(batch_id)
+        return True
+
+    def tick(self, now: float | None = None) -> str | None:
+        """Reconcile once; returns the batch id in flight afterwards (None when idle)."""
+        now = time.time() if now is None else now
+        for _ in range(3):  # settle a finished batch, then start the next, in one invocation
+            holder = self._holder()
+            if holder is not None:
+                batch = self._batch(holder)
+                if batch is None:
+                    self._release(holder)
+                    continue
+                if not self._settle(batch, now):
+                    return holder
+                continue
+            candidate = self._oldest_pending()
+            if candidate is None:
+                return None
+            if not self._acquire(candidate["batch_id"]):
+                continue  # someone else took the lock: look again
+            fresh = self._batch(candidate["batch_id"])
+            if fresh is None or fresh["status"] != "pending":  # started by a racer in between
+                self._release(candidate["batch_id"])
+                continue
+            self._start(fresh, now)
+            return candidate["batch_id"]
+        return self._holder()
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    config = Config.from_env()
+    dispatcher = Dispatcher(
+        boto3.resource("dynamodb"), boto3.client("stepfunctions"), boto3.client("s3"), config
+    )
+    return {"in_flight": dispatcher.tick()}

@@ -1,0 +1,159 @@
+"""The AWS resources of infra/template.yaml, created on moto for tests (same names and keys)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from tests.sfn_harness import REGION, render_definition
+
+BUCKET = "ecom-data"
+CHUNKS_TABLE = "ecom-batch-chunks"
+INGESTION_TABLE = "ecom-ingestion"
+CLUSTER = "ecom-cluster"
+CONTAINER = "job"
+
+
+@dataclass
+class Stack:
+    s3: Any
+    ddb: Any
+    sfn: Any
+    ecs: Any
+    sqs: Any
+    state_machine_arn: str
+    alerts_queue_url: str
+    env: dict[str, str]  # the Lambdas' environment
+
+    def alerts(self) -> list[dict[str, Any]]:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.alerts_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return dict(
+            boto3.resource("dynamodb", region_name=REGION)
+            .Table(CHUNKS_TABLE)
+            .get_item(Key={"batch_id": batch_id}, ConsistentRead=True)["Item"]
+        )
+
+
+def create_tables(ddb: Any) -> None:
+    ddb.create_table(
+        TableName=INGESTION_TABLE,
+        KeySchema=[
+            {"AttributeName": "group_key", "KeyType": "HASH"},
+            {"AttributeName": "file_id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "group_key", "AttributeType": "S"},
+            {"AttributeName": "file_id", "AttributeType": "S"},
+            {"AttributeName": "pending", "AttributeType": "S"},
+            {"AttributeName": "arrival_ts", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "pending-index",
+                "KeySchema": [
+                    {"AttributeName": "pending", "KeyType": "HASH"},
+                    {"AttributeName": "arrival_ts", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName=CHUNKS_TABLE,
+        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "batch_id", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "status-index",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "batch_id", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+
+
+def create_stack(job_env: dict[str, str], retry_interval: int = 1) -> Stack:
+    """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment."""
+    s3 = boto3.client("s3", region_name=REGION)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    ecs = boto3.client("ecs", region_name=REGION)
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    create_tables(ddb)
+    topic = sns.create_topic(Name="ecom-alerts")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    cluster = ecs.create_cluster(clusterName=CLUSTER)["cluster"]["clusterArn"]
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]  # moto's model only: no traffic
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="ecom-jobs", Description="jobs", VpcId=vpc)["GroupId"]
+    environment = [{"name": k, "value": v} for k, v in job_env.items()]
+    task_defs = {
+        job: ecs.register_task_definition(
+            # awsvpc is left out: moto cannot attach its network interface (see sfn_harness)
+            family=f"ecom-{job}",
+            requiresCompatibilities=["FARGATE"],
+            cpu="2048",
+            memory="8192",
+            containerDefinitions=[
+                {
+                    "name": CONTAINER,
+                    "image": "ecom-pipeline:test",
+                    "essential": True,
+                    "cpu": 2048,
+                    "memory": 8192,
+                    "environment": environment,
+                }
+            ],
+        )["taskDefinition"]["taskDefinitionArn"]
+        for job in ("validate", "transform")
+    }
+    definition = render_definition(
+        {
+            "ClusterArn": cluster,
+            "ValidateTaskDefinitionArn": task_defs["validate"],
+            "TransformTaskDefinitionArn": task_defs["transform"],
+            "ContainerName": CONTAINER,
+            "SubnetIds": subnet,
+            "SecurityGroupIds": group,
+            "AssignPublicIp": "DISABLED",
+            "ChunksTable": CHUNKS_TABLE,
+            "AlertTopicArn": topic,
+            "RetryIntervalSeconds": str(retry_interval),
+            "ValidateTimeoutSeconds": "600",
+            "TransformTimeoutSeconds": "600",
+        }
+    )
+    arn = sfn.create_state_machine(
+        name="ecom-pipeline", definition=definition, roleArn="arn:aws:iam::123456789012:role/ecom-sfn"
+    )["stateMachineArn"]
+    lambda_env = {
+        "ECOM_INGESTION_TABLE": INGESTION_TABLE,
+        "ECOM_CHUNKS_TABLE": CHUNKS_TABLE,
+        "ECOM_BUCKET": BUCKET,
+        "ECOM_STATE_MACHINE_ARN": arn,
+    }
+    return Stack(s3, ddb, sfn, ecs, sqs, arn, queue_url, lambda_env)

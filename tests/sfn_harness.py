@@ -1,0 +1,251 @@
+"""Run the real state machine definition on moto, with a stand-in for Fargate that runs the real jobs.
+
+moto executes ASL (``execute_state_machine``) and polls ``DescribeTasks`` for ``ecs:runTask.sync``,
+but nothing ever runs or stops a task, and its ECS integration falls short of Step Functions'. Two pieces fill those gaps:
+
+- :class:`Fargate`, a thread that runs each task Step Functions starts: the job in-process with
+  exactly the command and environment the container would get (task definition environment +
+  the state machine's overrides), recording its exit code;
+- :func:`emulate_ecs_run_task_sync` and :func:`read_sdk_streams`, which make moto's ECS and
+  ``aws-sdk`` S3 integrations follow the documented contract (their docstrings say what moto
+  gets wrong).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
+    StateTaskServiceEcs,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+
+
+def render_definition(substitutions: dict[str, str]) -> str:
+    """Apply CloudFormation-style ``${Name}`` substitutions to the ASL file, as the stack does."""
+    text = (ROOT / "infra" / "statemachine.asl.json").read_text()
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", value)
+    assert "${" not in text, "unsubstituted placeholder left in the definition"
+    json.loads(text)
+    return text
+
+
+def _camel(value: Any) -> Any:
+    """Step Functions' PascalCase API parameters -> boto's camelCase (keys only, recursively)."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
+
+
+def _pascal(value: Any) -> Any:
+    """boto's camelCase response -> the PascalCase output Step Functions gives a state."""
+    if isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: _pascal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pascal(v) for v in value]
+    return value
+
+
+class Fargate:
+    """Stand-in for Fargate: runs each submitted task's container command in-process, in order,
+    with the environment the container would get (task definition + the state machine's overrides).
+    """
+
+    def __init__(self, ecs: Any, run_job: Callable[[str, list[str], dict[str, str]], int]) -> None:
+        self.ecs, self.run_job = ecs, run_job
+        self.runs: list[dict[str, Any]] = []
+        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._exit_codes: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def submit(self, task_definition: str, overrides: dict[str, Any]) -> str:
+        task_arn = f"arn:aws:ecs:{REGION}:{DEFAULT_ACCOUNT_ID}:task/ecom-cluster/{uuid.uuid4().hex}"
+        self._queue.put((task_arn, {"taskDefinition": task_definition, "overrides": overrides}))
+        return task_arn
+
+    def exit_code(self, task_arn: str) -> int | None:
+        return self._exit_codes.get(task_arn)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                task_arn, task = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            definition = self.ecs.describe_task_definition(taskDefinition=task["taskDefinition"])[
+                "taskDefinition"
+            ]
+            container = definition["containerDefinitions"][0]
+            [override] = [
+                o for o in task["overrides"]["containerOverrides"] if o["name"] == container["name"]
+            ]
+            env = {e["name"]: e["value"] for e in container.get("environment", [])}
+            env.update({e["name"]: e["value"] for e in override.get("environment", [])})
+            command = override.get("command") or container.get("command", [])
+            code = self.run_job(command[0], command[1:], env)
+            self.runs.append({"job": command[0], "env": env, "exit_code": code})
+            self._exit_codes[task_arn] = code
+
+    def __enter__(self) -> Fargate:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate) -> None:
+    """Make ``ecs:runTask.sync`` follow Step Functions' documented contract, on ``fargate``.
+
+    moto ships this integration but passes the PascalCase parameters to boto unconverted
+    (``KeyError: 'Cluster'``), cannot attach an awsvpc network interface, has no Fargate capacity,
+    never fails the state on a container's exit code, and times a retried task out at once. Here moto's own polling loop is kept;
+    the call checks what AWS would reject (unknown cluster, task definition, subnet or security
+    group; a launch type other than FARGATE) against moto, hands the task to ``fargate``, and the
+    completion check fails the state with ``States.TaskFailed`` when the container exited
+    non-zero (as moto's own Batch integration does for a failed job).
+    """
+
+    def eval_service_task(
+        self: StateTaskServiceEcs,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
+    ) -> None:
+        region, creds = resource_runtime_part.region, state_credentials
+        ecs = boto_client_for(region=region, service="ecs", state_credentials=creds)
+        ec2 = boto_client_for(region=region, service="ec2", state_credentials=creds)
+        parameters = _camel(normalised_parameters)
+        assert parameters["launchType"] == "FARGATE", parameters["launchType"]
+        [cluster] = ecs.describe_clusters(clusters=[parameters["cluster"]])["clusters"]
+        ecs.describe_task_definition(taskDefinition=parameters["taskDefinition"])
+        network = parameters["networkConfiguration"]["awsvpcConfiguration"]
+        ec2.describe_subnets(SubnetIds=network["subnets"])
+        ec2.describe_security_groups(GroupIds=network["securityGroups"])
+        assert network["assignPublicIp"] in {"ENABLED", "DISABLED"}
+        # moto reuses the task-token endpoint it interrupted after a failed attempt, so a retried
+        # .sync task would time out at once (States.Timeout): give each attempt a fresh endpoint.
+        token = env.states.context_object.context_object_data["Task"]["Token"]
+        env.callback_pool_manager._pool.pop(token, None)
+        env.callback_pool_manager.add(token)
+        task_arn = fargate.submit(parameters["taskDefinition"], parameters["overrides"])
+        env.stack.append({"taskArn": task_arn, "clusterArn": cluster["clusterArn"]})
+
+    def build_sync_resolver(
+        self: StateTaskServiceEcs,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
+    ) -> Callable[[], Any]:
+        started = env.stack.pop()
+
+        def resolve() -> Any:
+            code = fargate.exit_code(started["taskArn"])
+            if code is None:
+                return None
+            task = {**started, "lastStatus": "STOPPED", "containers": [{"exitCode": code}]}
+            if code != 0:
+                cause = {"StoppedReason": "Essential container in task exited", "ExitCodes": [code]}
+                raise FailureEventException(_failure(self, env, cause))
+            return _pascal(task)
+
+        return resolve
+
+    monkeypatch.setattr(StateTaskServiceEcs, "_eval_service_task", eval_service_task)
+    monkeypatch.setattr(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
+
+
+def read_sdk_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's ``aws-sdk`` integration leaves ``s3:getObject``'s ``Body`` as a stream; Step Functions
+    returns it as text (which is what ``States.StringToJson($.Body)`` needs)."""
+    original = StateTaskServiceAwsSdk._eval_service_task
+
+    def eval_service_task(self: StateTaskServiceAwsSdk, env: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, env, *args, **kwargs)
+        output = env.stack[-1]
+        if isinstance(output, dict):
+            for key, value in list(output.items()):
+                if hasattr(value, "read"):
+                    output[key] = value.read().decode("utf-8")
+
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
+
+
+def _failure(service: StateTaskServiceEcs, env: Any, cause: Any) -> FailureEvent:
+    return FailureEvent(
+        env=env,
+        error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+        event_type=HistoryEventType.TaskFailed,
+        event_details=EventDetails(
+            taskFailedEventDetails=TaskFailedEventDetails(
+                resource=service._get_sfn_resource(),
+                resourceType=service._get_sfn_resource_type(),
+                error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                cause=json.dumps(cause),
+            )
+        ),
+    )
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """The container's environment for an in-process job run (restored afterwards)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("ECOM_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("ECOM_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+def wait_for_execution(sfn: Any, arn: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return dict(described)
+        time.sleep(0.2)
+    raise AssertionError(f"execution {arn} still RUNNING after {timeout}s")
+
+
+def states_entered(sfn: Any, arn: str) -> list[str]:
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
