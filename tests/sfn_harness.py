@@ -1,7 +1,8 @@
 """Run the real state machine definition on moto, with a stand-in for Fargate that runs the real jobs.
 
 moto executes ASL (``execute_state_machine``) and polls ``DescribeTasks`` for ``ecs:runTask.sync``,
-but nothing ever runs or stops a task, and its ECS integration falls short of Step Functions'. Two pieces fill those gaps:
+but nothing ever runs or stops a task, and its ECS integration falls short of Step Functions'.
+Two pieces fill those gaps:
 
 - :class:`Fargate`, a thread that runs each task Step Functions starts: the job in-process with
   exactly the command and environment the container would get (task definition environment +
@@ -131,7 +132,8 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
 
     moto ships this integration but passes the PascalCase parameters to boto unconverted
     (``KeyError: 'Cluster'``), cannot attach an awsvpc network interface, has no Fargate capacity,
-    never fails the state on a container's exit code, and times a retried task out at once. Here moto's own polling loop is kept;
+    never fails the state on a container's exit code, and times a retried task out at once.
+    Here moto's own polling loop is kept;
     the call checks what AWS would reject (unknown cluster, task definition, subnet or security
     group; a launch type other than FARGATE) against moto, hands the task to ``fargate``, and the
     completion check fails the state with ``States.TaskFailed`` when the container exited

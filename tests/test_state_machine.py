@@ -10,12 +10,12 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from orchestration.config import Config
+from orchestration.dispatch import build_manifest, execution_input
 from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
 from jobs import transform, validate
-from orchestration.config import Config
-from orchestration.dispatch import build_manifest, execution_input
 from tests.aws_stack import BUCKET, CHUNKS_TABLE, Stack, create_stack
 from tests.sfn_harness import (
     Fargate,

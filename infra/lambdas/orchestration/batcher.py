@@ -59,11 +59,12 @@ def split_chunks(files: list[dict[str, Any]], config: Config) -> list[list[dict[
     return chunks
 
 
-def batch_id_for(group: str, files: list[dict[str, Any]], now: float) -> str:
-    """Time-prefixed, so batch ids sort in creation order (the validate job relies on it)."""
+def batch_id_for(group: str, files: list[dict[str, Any]], now: float, sequence: int) -> str:
+    """Time and sequence first, so batch ids sort in creation order (dispatch order, and the
+    validate job's rule that a later batch's record wins, rely on it)."""
     digest = hashlib.sha1("\n".join([group, *sorted(f["file_id"] for f in files)]).encode()).hexdigest()[:10]
     stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{digest}"
+    return f"{stamp}-{sequence:04d}-{digest}"
 
 
 def group_is_ready(files: list[dict[str, Any]], config: Config, now: float) -> bool:
@@ -73,10 +74,10 @@ def group_is_ready(files: list[dict[str, Any]], config: Config, now: float) -> b
 
 
 def create_chunk(
-    client: Any, config: Config, group: str, files: list[dict[str, Any]], now: float
+    client: Any, config: Config, group: str, files: list[dict[str, Any]], now: float, sequence: int
 ) -> str | None:
     """Write the chunk and mark its files in one transaction; None when another writer won."""
-    batch_id = batch_id_for(group, files, now)
+    batch_id = batch_id_for(group, files, now, sequence)
     chunk = {
         "batch_id": batch_id,
         "group_key": group,
@@ -99,8 +100,13 @@ def create_chunk(
             "Update": {
                 "TableName": config.ingestion_table,
                 "Key": {"group_key": f["group_key"], "file_id": f["file_id"]},
-                "UpdateExpression": "SET processed = :t, batch_id = :b REMOVE pending",
-                "ConditionExpression": "attribute_exists(pending)",
+                "UpdateExpression": "SET #done = :t, #batch = :b REMOVE #pending",
+                "ConditionExpression": "attribute_exists(#pending)",
+                "ExpressionAttributeNames": {
+                    "#done": "processed",
+                    "#batch": "batch_id",
+                    "#pending": "pending",
+                },
                 "ExpressionAttributeValues": {":t": True, ":b": batch_id},
             }
         }
@@ -123,11 +129,13 @@ def run(resource: Any, config: Config, now: float) -> list[str]:
     """One batching pass; returns the batch ids it created."""
     table = resource.Table(config.ingestion_table)
     created = []
+    sequence = 0
     for group, files in sorted(pending_files(table).items()):
         if not group_is_ready(files, config, now):
             continue
         for chunk in split_chunks(files, config):
-            batch_id = create_chunk(resource.meta.client, config, group, chunk, now)
+            batch_id = create_chunk(resource.meta.client, config, group, chunk, now, sequence)
+            sequence += 1
             if batch_id:
                 created.append(batch_id)
     return created
