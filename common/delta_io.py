@@ -99,13 +99,12 @@ def upsert(
     opts = storage_options(uri, settings)
     table = open_table(uri, settings)
     try:
-        if table is None:
-            data = source.read_all()
+        if table is None:  # streamed: never the whole dataset in memory
             write_deltalake(
-                uri, data, mode="append", storage_options=opts, commit_properties=_commit(batch_id)
+                uri, source, mode="append", storage_options=opts, commit_properties=_commit(batch_id)
             )
             table = DeltaTable(uri, storage_options=opts)
-            return WriteOutcome(uri, table.version(), data.num_rows, 0)
+            return WriteOutcome(uri, table.version(), _added_rows(table), 0)
         previous = table.version()
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         metrics = (
@@ -132,8 +131,17 @@ def upsert(
     )
 
 
+def _added_rows(table: DeltaTable) -> int:
+    metrics = table.history(1)[0].get("operationMetrics", {})
+    return int(metrics.get("num_added_rows", 0))
+
+
 def replace_where(
-    uri: str, data: pa.Table, predicate: str, settings: Settings, batch_id: str | None = None
+    uri: str,
+    data: pa.Table | pa.RecordBatchReader,
+    predicate: str,
+    settings: Settings,
+    batch_id: str | None = None,
 ) -> WriteOutcome:
     """Atomically replace the rows matching ``predicate`` with ``data`` (create the table if needed).
 
@@ -160,9 +168,7 @@ def replace_where(
         table = DeltaTable(uri, storage_options=opts)
     except DeltaError as exc:
         raise StorageError(f"cannot write Delta table {uri}: {exc}") from exc
-    history = table.history(1)[0]
-    metrics = history.get("operationMetrics", {})
-    return WriteOutcome(uri, table.version(), int(metrics.get("num_added_rows", data.num_rows)), 0, previous)
+    return WriteOutcome(uri, table.version(), _added_rows(table), 0, previous)
 
 
 def export_columns(

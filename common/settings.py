@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     )
     spark_driver_memory: str = Field(default="2g", description="Spark driver memory.")
     spark_shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
+    spark_broadcast_mb: int = Field(
+        default=64, ge=0, description="Broadcast joins up to this size (parent-key lookups avoid shuffles)."
+    )
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log format: json in containers (auto = json when stderr is not a TTY)."
     )

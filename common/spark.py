@@ -26,6 +26,8 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         builder.appName(app_name)
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
+        .config("spark.sql.adaptive.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.ansi.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

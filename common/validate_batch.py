@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from common import delta_io, rules, staging, storage
 from common.contract import DATASETS, Contract, ForeignKey
-from common.csv_input import SOURCE_FILE, CheckedFile, inspect_file, read_raw
+from common.csv_input import SOURCE_FILE, CheckedFile, count_data_lines, inspect_file, read_raw
 from common.errors import AccountingError, InputFileError
 from common.manifest import Batch
 from common.result import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
@@ -147,8 +147,13 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
         return
     raw_df = read_raw(ctx.spark, checked, contract, ctx.settings.csv_multiline)
     # Counted independently of the validation plan, so the accounting check below can catch
-    # rows lost or multiplied by it.
-    per_file = {row[SOURCE_FILE]: int(row["count"]) for row in raw_df.groupBy(SOURCE_FILE).count().collect()}
+    # rows lost or multiplied by it. Line by line in Python unless fields may span lines.
+    if ctx.settings.csv_multiline:
+        per_file = {
+            row[SOURCE_FILE]: int(row["count"]) for row in raw_df.groupBy(SOURCE_FILE).count().collect()
+        }
+    else:
+        per_file = {f.uri: count_data_lines(f.local_path) for f in checked}
     for file_result in ds.files:
         file_result.rows_read = per_file.get(file_result.uri, 0)
     ds.rows_read = sum(per_file.values())

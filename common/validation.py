@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common import rules
-from common.contract import Contract, ForeignKey
+from common.contract import ColumnSpec, Contract, ForeignKey
 from common.csv_input import CORRUPT, SOURCE_FILE
 
 RAW_PREFIX = "_raw_"
@@ -61,12 +61,29 @@ def clean_text_columns(df: DataFrame, contract: Contract) -> DataFrame:
     return df.withColumns({c: rules.clean_text(F.col(c)) for c in contract.column_names})
 
 
+KEY_PREFIX = "__key_"
+
+
+def key_columns(contract: Contract) -> list[str]:
+    return [f"{KEY_PREFIX}{c}" for c in contract.primary_key]
+
+
+def cluster_by_key(df: DataFrame, contract: Contract) -> DataFrame:
+    """Add the parsed primary key and hash-partition rows by it.
+
+    Both the exact-duplicate collapse (grouping by every column, key included) and the
+    duplicate-key window (partitioned by the key) are then satisfied by this one shuffle.
+    """
+    keys = {f"{KEY_PREFIX}{c}": typed(F.col(c), contract.columns[c]) for c in contract.primary_key}
+    return df.withColumns(keys).repartition(*[F.col(k) for k in keys])
+
+
 def collapse_exact_duplicates(df: DataFrame, contract: Contract) -> DataFrame:
     """Collapse rows identical in every contract column to one; ``_copies`` counts them.
 
     The kept row names the first source file in sort order, so the result is deterministic.
     """
-    return df.groupBy(*contract.column_names, CORRUPT).agg(
+    return df.groupBy(*key_columns(contract), *contract.column_names, CORRUPT).agg(
         F.min(SOURCE_FILE).alias(SOURCE_FILE), F.count(F.lit(1)).alias(COPIES)
     )
 
@@ -74,15 +91,17 @@ def collapse_exact_duplicates(df: DataFrame, contract: Contract) -> DataFrame:
 def parse_columns(df: DataFrame, contract: Contract) -> DataFrame:
     """Keep the text as ``_raw_<col>`` and put the parsed value under the column's own name."""
     df = df.withColumnsRenamed({c: raw(c) for c in contract.column_names})
-    typed = {}
-    for name, spec in contract.columns.items():
-        value = rules.parse_value(F.col(raw(name)), spec.type)
-        if spec.normalize == "lower":
-            value = F.lower(value)
-        elif spec.normalize == "upper":
-            value = F.upper(value)
-        typed[name] = value
-    return df.withColumns(typed)
+    return df.withColumns({name: typed(F.col(raw(name)), spec) for name, spec in contract.columns.items()})
+
+
+def typed(text: Column, spec: ColumnSpec) -> Column:
+    """A cleaned text column parsed to its contract type and normalised."""
+    value = rules.parse_value(text, spec.type)
+    if spec.normalize == "lower":
+        return F.lower(value)
+    if spec.normalize == "upper":
+        return F.upper(value)
+    return value
 
 
 def row_rule_failures(contract: Contract) -> tuple[list[tuple[str, Column]], list[tuple[str, Column]]]:
@@ -107,10 +126,11 @@ def duplicate_key_flag(contract: Contract) -> Column:
 
     Exact duplicates were already collapsed, so such rows differ in content.
     """
+    keys = key_columns(contract)
     key_present = F.lit(True)
-    for column in contract.primary_key:
+    for column in keys:
         key_present = key_present & F.col(column).isNotNull()
-    window = Window.partitionBy(*[F.col(c) for c in contract.primary_key])
+    window = Window.partitionBy(*[F.col(c) for c in keys])
     well_formed = F.when(F.col(CORRUPT).isNull() & key_present, F.lit(1)).otherwise(F.lit(0))
     return key_present & F.col(CORRUPT).isNull() & (F.sum(well_formed).over(window) > 1)
 
@@ -148,6 +168,7 @@ def annotate(
     """
     df = (
         df.transform(clean_text_columns, contract)
+        .transform(cluster_by_key, contract)
         .transform(collapse_exact_duplicates, contract)
         .transform(parse_columns, contract)
         .withColumn("__duplicate_key", duplicate_key_flag(contract))

@@ -70,3 +70,20 @@ def test_header_only_file_is_recognised(tmp_path: Path) -> None:
 def test_extra_column_can_be_ignored(tmp_path: Path) -> None:
     checked = _inspect(tmp_path, HEADER + ",color\n" + ROW + ",red\n", extra="ignore")
     assert checked.header[-1] == "color"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("content", "rows"),
+    [
+        (HEADER + "\n" + ROW + "\n" + ROW + "\n", 2),
+        (HEADER + "\r\n" + ROW + "\r\n\r\n" + ROW, 2),  # CRLF, a blank line, no final newline
+        (HEADER + "\n\n   \n" + ROW + "\n", 1),  # blank and whitespace-only lines are not rows
+        (HEADER + "\n", 0),
+        (HEADER, 0),
+        ("", 0),
+    ],
+)
+def test_data_lines_are_counted_independently_of_spark(tmp_path: Path, content: str, rows: int) -> None:
+    from common.csv_input import count_data_lines
+
+    assert count_data_lines(Path(write_csv(tmp_path / "c.csv", content))) == rows

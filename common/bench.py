@@ -1,0 +1,210 @@
+"""`make bench`: run the real jobs at several scales and report time, throughput and memory.
+
+Every timed run is a separate process running a real job end to end (Delta tables, result JSON,
+KPIs are produced and checked), sampled for the peak resident memory of its whole process tree
+(Python driver + JVM). Figures are min and median over runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from deltalake import DeltaTable
+
+from common.generator import GeneratorConfig, generate_batch
+
+JOBS = ("baseline", "validate", "transform")
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class ScaleResult:
+    items: int
+    rows_total: int
+    runs: dict[str, list[Measurement]] = field(default_factory=dict)
+
+    def stat(self, job: str, what: str, how: str) -> float:
+        values = [getattr(m, what) for m in self.runs[job]]
+        return min(values) if how == "min" else statistics.median(values)
+
+
+def _peak_rss(process: psutil.Process, stop: threading.Event, out: list[float]) -> None:
+    peak = 0
+    while not stop.is_set():
+        try:
+            tree = [process, *process.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        stop.wait(0.1)
+    out.append(peak / 1024**2)
+
+
+def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measurement:
+    """Run a job process; wall time and peak RSS of its process tree.
+
+    Raises:
+        RuntimeError: the job exited non-zero (the benchmark measures nothing then).
+    """
+    with log.open("w") as handle:
+        started = time.monotonic()
+        proc = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        stop, peak = threading.Event(), []  # type: ignore[var-annotated]
+        sampler = threading.Thread(target=_peak_rss, args=(psutil.Process(proc.pid), stop, peak))
+        sampler.start()
+        code = proc.wait()
+        seconds = time.monotonic() - started
+        stop.set()
+        sampler.join()
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {code}; see {log}")
+    return Measurement(round(seconds, 2), round(peak[0], 1))
+
+
+def _check_outputs(lake: Path, batch_id: str, truth: dict[str, Any]) -> None:
+    """A timed run must have produced the real outputs."""
+    result = json.loads((lake / "_results" / batch_id / "validate.json").read_text())
+    assert result["status"] == "SUCCEEDED", result["errors"]
+    for name, expected in truth["datasets"].items():
+        rows = DeltaTable(str(lake / "validated" / name)).to_pyarrow_dataset().count_rows()
+        assert rows == expected["rows_valid"] == result["datasets"][name]["rows_valid"], name
+        baseline = DeltaTable(str(lake / "baseline" / name)).to_pyarrow_dataset().count_rows()
+        assert baseline == expected["rows_read"], name
+    transform = json.loads((lake / "_results" / batch_id / "transform.json").read_text())
+    assert transform["status"] == "SUCCEEDED" and transform["outputs"]["order_daily"]["rows"] > 0
+
+
+def run_scale(items: int, runs: int, out: Path, spark_master: str, log_dir: Path) -> ScaleResult:
+    data = out / "data" / f"items-{items}"
+    if not (data / "ground_truth.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        parts = max(2, min(16, items // 500_000))
+        generate_batch(data, GeneratorConfig(items=items, parts=parts, seed=42), batch_id="bench")
+    truth = json.loads((data / "ground_truth.json").read_text())
+    rows_total = sum(d["rows_read"] for d in truth["datasets"].values())
+    result = ScaleResult(items, rows_total, {job: [] for job in JOBS})
+    env = {**os.environ, "ECOM_SPARK_MASTER": spark_master, "ECOM_LOG_FORMAT": "text"}
+    common = ["--manifest", str(data / "manifest.json"), "--quarantine-threshold", "0.5"]
+    for run in range(runs):
+        lake = out / "lake" / f"items-{items}-run{run}"
+        shutil.rmtree(lake, ignore_errors=True)
+        commands = {
+            "baseline": [sys.executable, "-m", "jobs.baseline", *common, "--lake-root", str(lake)],
+            "validate": [sys.executable, "-m", "jobs.validate", *common, "--lake-root", str(lake)],
+            "transform": [
+                sys.executable,
+                "-m",
+                "jobs.transform",
+                "--batch-id",
+                "bench",
+                "--lake-root",
+                str(lake),
+            ],
+        }
+        for job in JOBS:
+            measurement = run_measured(commands[job], env, log_dir / f"{job}-{items}-run{run}.log")
+            result.runs[job].append(measurement)
+            print(
+                f"  {items:>10,} items  run {run + 1}/{runs}  {job:<9} {measurement.seconds:8.1f} s  "
+                f"{measurement.peak_rss_mb:8.0f} MB",
+                flush=True,
+            )
+        _check_outputs(lake, "bench", truth)
+        shutil.rmtree(lake, ignore_errors=True)
+    return result
+
+
+def report(results: list[ScaleResult], started: dt.datetime, runs: int) -> dict[str, Any]:
+    scales = []
+    for r in results:
+        entry: dict[str, Any] = {"items": r.items, "rows_total": r.rows_total, "runs": runs}
+        for job in JOBS:
+            entry[job] = {
+                "seconds_min": r.stat(job, "seconds", "min"),
+                "seconds_median": r.stat(job, "seconds", "median"),
+                "rows_per_second_median": round(r.rows_total / r.stat(job, "seconds", "median")),
+                "peak_rss_mb_max": max(m.peak_rss_mb for m in r.runs[job]),
+                "all_seconds": [m.seconds for m in r.runs[job]],
+            }
+        entry["validate_over_baseline_median"] = round(
+            r.stat("validate", "seconds", "median") / r.stat("baseline", "seconds", "median"), 3
+        )
+        scales.append(entry)
+    by_items = {s["items"]: s for s in scales}
+    scaling = {}
+    if 1_000_000 in by_items and 5_000_000 in by_items:
+        for job in ("validate", "transform", "baseline"):
+            scaling[job] = round(
+                by_items[5_000_000][job]["seconds_median"] / by_items[1_000_000][job]["seconds_median"], 3
+            )
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "scales": scales,
+        "scaling_5m_over_1m": scaling,
+        "targets": {"validate_over_baseline_max": 1.5, "scaling_max": 5.5},
+    }
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    m = rep["machine"]
+    lines = [
+        f"Benchmark {rep['started_at']} on {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}",
+        "",
+        "| order items | rows (all datasets) | job | median s | min s | rows/s (median) | peak RSS MB |",
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for s in rep["scales"]:
+        for job in JOBS:
+            j = s[job]
+            lines.append(
+                f"| {s['items']:,} | {s['rows_total']:,} | {job} | {j['seconds_median']:.1f} | "
+                f"{j['seconds_min']:.1f} | {j['rows_per_second_median']:,} | {j['peak_rss_mb_max']:,.0f} |"
+            )
+    lines += ["", "| order items | validate ÷ baseline (median) | target |", "|---:|---:|---:|"]
+    lines += [
+        f"| {s['items']:,} | {s['validate_over_baseline_median']:.2f} | ≤ 1.5 at ≥ 1M |"
+        for s in rep["scales"]
+    ]
+    if rep["scaling_5m_over_1m"]:
+        lines += ["", "| job | time(5M) ÷ time(1M) | target |", "|---|---:|---:|"]
+        lines += [f"| {job} | {v:.2f} | ≤ 5.5 |" for job, v in rep["scaling_5m_over_1m"].items()]
+    return "\n".join(lines)
+
+
+def run_benchmark(scales: list[int], runs: int, out: Path, spark_master: str) -> dict[str, Any]:
+    started = dt.datetime.now(dt.UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    run_dir = out / stamp
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    results = [run_scale(items, runs, out, spark_master, log_dir) for items in scales]
+    rep = report(results, started, runs)
+    (run_dir / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
+    text = markdown(rep)
+    (run_dir / "report.md").write_text(text + "\n")
+    print(f"\n{text}\n\nreport: {run_dir}/report.json, {run_dir}/report.md")
+    return rep
