@@ -13,7 +13,7 @@ LAKE   := $(OUT)/lake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install tools run demo-data validate transform test lint typecheck check lock deploy clean
+.PHONY: help prereqs install tools run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,12 @@ run: prereqs demo-data validate transform ## Generate a demo batch, validate it 
 
 test: $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: prereqs $(STAMP) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)
+	$(PY) -m jobs.bench $(BENCH_ARGS)
+
+bench-quick: prereqs $(STAMP) ## A fast look: 100k and 1M, one run each
+	$(PY) -m jobs.bench --quick
 
 lint: $(STAMP) ## ruff (lint + format check)
 	$(VENV)/bin/ruff check .

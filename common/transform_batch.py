@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,7 @@ def run_transform(
         DynamoWriteError: DynamoDB items could not be written after retries.
     """
     outcome = TransformOutcome()
+    clock = time.monotonic()
     lake = _Lake(spark, settings, work_dir)
     orders = lake.read("orders", ["order_id", "user_id", "status", "created_at", "_batch_id"])
     items = lake.read("order_items", ["id", "order_id", "product_id", "status", "sale_price", "_batch_id"])
@@ -145,6 +147,7 @@ def run_transform(
         batch_id,
     )
     outcome.touched_dates = sorted(r["order_date"].isoformat() for r in dates_df.collect())
+    log.info("touched dates: %d, found in %.1fs", len(outcome.touched_dates), time.monotonic() - clock)
     if not outcome.touched_dates:
         outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
         return outcome
@@ -164,6 +167,10 @@ def run_transform(
         outcome.notes.append("no DynamoDB table configured: KPIs written to Delta only")
     client = dynamo.dynamodb_client(settings) if any(t for _, _, t in frames) else None
     for output, frame, dynamo_table in frames:
+        clock = time.monotonic()
         _write_output(settings, output, frame, outcome.touched_dates, batch_id, dynamo_table, client)
         outcome.outputs.append(output)
+        log.info(
+            "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock
+        )
     return outcome

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,7 +142,9 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     if not uris:
         ds.status = DatasetStatus.ABSENT
         return
+    clock = time.monotonic()
     checked = _check_files(ctx, contract, uris, ds)
+    staged_at = time.monotonic()
     if ds.errors:
         ds.status = DatasetStatus.FAILED
         return
@@ -157,11 +160,23 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     for file_result in ds.files:
         file_result.rows_read = per_file.get(file_result.uri, 0)
     ds.rows_read = sum(per_file.values())
+    counted_at = time.monotonic()
     parents = [ParentKeys(fk, _parent_keys(ctx, contract, fk)) for fk in contract.foreign_keys]
+    parents_at = time.monotonic()
     annotated = annotate(raw_df, contract, parents, ctx.batch.batch_id, ctx.processing_date)
     stage_dir = ctx.stage_dir(name)
     annotated.write.mode("overwrite").partitionBy(QUALITY).parquet(str(stage_dir))
+    evaluated_at = time.monotonic()
     stats = staging.staged_stats(stage_dir)
+    log.info(
+        "%s timings: stage+headers %.1fs, count %.1fs, parent keys %.1fs, rules %.1fs, tallies %.1fs",
+        name,
+        staged_at - clock,
+        counted_at - staged_at,
+        parents_at - counted_at,
+        evaluated_at - parents_at,
+        time.monotonic() - evaluated_at,
+    )
     ds.rows_valid = stats.rows_valid
     ds.rows_quarantined = stats.rows_quarantined
     ds.duplicates_collapsed = stats.duplicates_collapsed
@@ -201,6 +216,7 @@ def _publish(ctx: _Context) -> None:
         if not stage_dir.is_dir():
             continue
         contract = ctx.contracts[name]
+        clock = time.monotonic()
         if passed:
             reader = staging.valid_rows_reader(stage_dir, contract)
             if reader is not None:
@@ -221,6 +237,7 @@ def _publish(ctx: _Context) -> None:
             ctx.batch.batch_id,
         )
         ds.quarantine_table = outcome.as_dict()
+        log.info("%s: published in %.1fs", name, time.monotonic() - clock)
 
 
 def run_validation(

@@ -1,0 +1,30 @@
+"""A tiny run of the benchmark code, so `make bench` cannot rot (real jobs, real outputs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.bench import markdown, run_benchmark
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_smoke_run_writes_a_complete_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rep = run_benchmark([2_000], runs=1, out=tmp_path, spark_master="local[2]")
+    [scale] = rep["scales"]
+    assert scale["items"] == 2_000 and scale["runs"] == 1
+    for job in ("baseline", "validate", "transform"):
+        assert scale[job]["seconds_median"] > 0 and scale[job]["peak_rss_mb_max"] > 100  # a JVM was measured
+    assert scale["validate_over_baseline_median"] == round(
+        scale["validate"]["seconds_median"] / scale["baseline"]["seconds_median"], 3
+    )
+    assert rep["machine"]["cores"] >= 1
+    [report_dir] = [p for p in tmp_path.iterdir() if p.name.endswith("Z")]
+    assert json.loads((report_dir / "report.json").read_text()) == rep
+    assert (report_dir / "report.md").read_text().strip() == markdown(rep)
+    assert "| 2,000 |" in capsys.readouterr().out
