@@ -42,7 +42,7 @@ class ScaleResult:
     runs: dict[str, list[Measurement]] = field(default_factory=dict)
 
     def stat(self, job: str, what: str, how: str) -> float:
-        values = [getattr(m, what) for m in self.runs[job]]
+        values = [float(getattr(m, what)) for m in self.runs[job]]
         return min(values) if how == "min" else statistics.median(values)
 
 

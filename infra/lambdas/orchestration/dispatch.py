@@ -94,7 +94,8 @@ class Dispatcher:
 
     # -- batches ------------------------------------------------------------------------------
     def _batch(self, batch_id: str) -> dict[str, Any] | None:
-        return self.table.get_item(Key={"batch_id": batch_id}, ConsistentRead=True).get("Item")
+        item = self.table.get_item(Key={"batch_id": batch_id}, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
 
     def _oldest_pending(self) -> dict[str, Any] | None:
         page = self.table.query(
@@ -200,7 +201,7 @@ class Dispatcher:
                 self._release(candidate["batch_id"])
                 continue
             self._start(fresh, now)
-            return candidate["batch_id"]
+            return str(candidate["batch_id"])
         return self._holder()
 
 
