@@ -50,7 +50,7 @@ transform: $(STAMP) ## Compute the demo batch's daily KPIs into out/lake/kpi (De
 
 run: prereqs demo-data validate transform ## Generate a demo batch, validate it and compute KPIs, locally (no AWS, no Docker)
 
-test: $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
+test: prereqs $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: prereqs $(STAMP) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)

@@ -88,7 +88,7 @@ def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: Dataset
     return checked
 
 
-def _key_frame(ctx: _Context, frame: DataFrame, column: str, type_name: str, from_text: bool) -> DataFrame:
+def _key_frame(frame: DataFrame, column: str, type_name: str, from_text: bool) -> DataFrame:
     value = F.col(column)
     if from_text:
         value = rules.parse_value(rules.clean_text(value), type_name)
@@ -113,21 +113,21 @@ def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | 
     spark = ctx.spark
     if (stage_dir / staging.VALID_DIR).is_dir():
         frame = spark.read.parquet(str(stage_dir / staging.VALID_DIR))
-        valid.append(_key_frame(ctx, frame, parent_column, type_name, from_text=False))
+        valid.append(_key_frame(frame, parent_column, type_name, from_text=False))
     if (stage_dir / staging.QUARANTINED_DIR).is_dir():
         frame = spark.read.parquet(str(stage_dir / staging.QUARANTINED_DIR))
-        quarantined.append(_key_frame(ctx, frame, parent_column, type_name, from_text=False))
+        quarantined.append(_key_frame(frame, parent_column, type_name, from_text=False))
     lake = ctx.work_dir / "lake-keys" / parent_name
     exported = delta_io.export_columns(
         validated_uri(ctx.settings, parent_name), [parent_column], lake / "validated.parquet", ctx.settings
     )
     if exported is not None:
-        valid.append(_key_frame(ctx, spark.read.parquet(str(exported)), parent_column, type_name, False))
+        valid.append(_key_frame(spark.read.parquet(str(exported)), parent_column, type_name, False))
     exported = delta_io.export_columns(
         quarantine_uri(ctx.settings, parent_name), [parent_column], lake / "quarantine.parquet", ctx.settings
     )
     if exported is not None:
-        quarantined.append(_key_frame(ctx, spark.read.parquet(str(exported)), parent_column, type_name, True))
+        quarantined.append(_key_frame(spark.read.parquet(str(exported)), parent_column, type_name, True))
     if not valid and not quarantined:
         return spark.createDataFrame(
             [], f"key {rules.spark_type(type_name).simpleString()}, parent_valid boolean"

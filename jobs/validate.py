@@ -79,9 +79,9 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         quarantine_threshold=settings.quarantine_threshold,
     )
     work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="ecom-validate-"))
-    own_spark = spark is None
+    session = spark
     try:
-        session = spark or build_spark(settings, "ecom-validate")
+        session = session or build_spark(settings, "ecom-validate")
         run_validation(session, settings, batch, contracts, processing_date, work_dir, result)
         result.finished_at = _now()
         result.duration_seconds = round(time.monotonic() - clock, 3)
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
     finally:
-        if own_spark and spark is None and "session" in locals():
+        if spark is None and session is not None:  # only a session this call built
             session.stop()
         if not settings.work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)

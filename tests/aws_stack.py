@@ -42,6 +42,31 @@ class Stack:
         )
 
 
+ORDER_KPI_TABLE, CATEGORY_KPI_TABLE = "kpi-order-daily", "kpi-category-daily"
+
+
+def create_kpi_tables(ddb: Any) -> None:
+    """The KPI tables of infra/template.yaml (same keys)."""
+    ddb.create_table(
+        TableName=ORDER_KPI_TABLE,
+        KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName=CATEGORY_KPI_TABLE,
+        KeySchema=[
+            {"AttributeName": "category", "KeyType": "HASH"},
+            {"AttributeName": "order_date", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "category", "AttributeType": "S"},
+            {"AttributeName": "order_date", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def create_tables(ddb: Any) -> None:
     ddb.create_table(
         TableName=INGESTION_TABLE,

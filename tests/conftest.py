@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from common.settings import Settings
+from common.spark import build_spark
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,23 +33,8 @@ def _offline_aws() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, before the JVM starts
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("ecom-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.ansi.enabled", "true")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.sql.maxConcurrentOutputFileWriters", "4")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    """The production session builder, sized for tests: local[2], 2 shuffle partitions."""
+    session = build_spark(make_settings(), "ecom-tests")
     yield session
     session.stop()
 

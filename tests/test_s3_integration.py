@@ -14,6 +14,7 @@ import pytest
 from deltalake import DeltaTable
 
 from common.generator import GeneratorConfig, generate_batch
+from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables
 from tests.moto_server import client, moto_server
 
 pytestmark = pytest.mark.integration
@@ -144,24 +145,7 @@ def test_missing_s3_object_fails_the_batch_visibly(endpoint: str, tmp_path: Path
 def test_validate_then_transform_against_s3_and_dynamodb(endpoint: str, tmp_path: Path) -> None:
     """The whole local flow the way containers run it: two processes, S3 and DynamoDB over HTTP."""
     ddb = client("dynamodb", endpoint)
-    ddb.create_table(
-        TableName="kpi_order_daily",
-        KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.create_table(
-        TableName="kpi_category_daily",
-        KeySchema=[
-            {"AttributeName": "category", "KeyType": "HASH"},
-            {"AttributeName": "order_date", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "category", "AttributeType": "S"},
-            {"AttributeName": "order_date", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_kpi_tables(ddb)
     generate_batch(
         tmp_path / "in", GeneratorConfig(items=1000, parts=2, seed=9, defect_rate=0, warning_rate=0)
     )
@@ -170,8 +154,8 @@ def test_validate_then_transform_against_s3_and_dynamodb(endpoint: str, tmp_path
     env.update(
         ECOM_LAKE_ROOT=f"s3://{BUCKET}/flow-lake",
         ECOM_DYNAMODB_ENDPOINT_URL=endpoint,
-        ECOM_DYNAMODB_ORDER_TABLE="kpi_order_daily",
-        ECOM_DYNAMODB_CATEGORY_TABLE="kpi_category_daily",
+        ECOM_DYNAMODB_ORDER_TABLE=ORDER_KPI_TABLE,
+        ECOM_DYNAMODB_CATEGORY_TABLE=CATEGORY_KPI_TABLE,
     )
     for command in (
         [sys.executable, "-m", "jobs.validate", "--manifest", manifest],
@@ -186,7 +170,7 @@ def test_validate_then_transform_against_s3_and_dynamodb(endpoint: str, tmp_path
     assert result["status"] == "SUCCEEDED"
     kpi = DeltaTable(f"s3://{BUCKET}/flow-lake/kpi/order_daily", storage_options=storage_options(endpoint))
     delta_dates = sorted(d.isoformat() for d in kpi.to_pyarrow_table().column("order_date").to_pylist())
-    items = ddb.scan(TableName="kpi_order_daily")["Items"]  # ~400 small items: one page
+    items = ddb.scan(TableName=ORDER_KPI_TABLE)["Items"]  # ~400 small items: one page
     assert sorted(i["order_date"]["S"] for i in items) == delta_dates == result["touched_dates"]
     assert (
         result["outputs"]["category_daily"]["dynamodb"]["puts"] == result["outputs"]["category_daily"]["rows"]

@@ -18,10 +18,12 @@ from pyspark.sql import SparkSession
 from common.generator import GeneratorConfig, generate_batch
 from jobs import transform
 from tests import reference_kpis
+from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
+from tests.aws_stack import ORDER_KPI_TABLE as ORDER_TABLE
+from tests.aws_stack import create_kpi_tables
 from tests.conftest import write_csv
 from tests.helpers import delta_rows, run_validate
 
-ORDER_TABLE, CATEGORY_TABLE = "kpi-order-daily", "kpi-category-daily"
 ORDER_FIELDS = [
     "total_orders",
     "total_revenue",
@@ -50,24 +52,7 @@ def run_transform(spark: SparkSession, lake: Path, *args: str) -> int:
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=ORDER_TABLE,
-            KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.create_table(
-            TableName=CATEGORY_TABLE,
-            KeySchema=[
-                {"AttributeName": "category", "KeyType": "HASH"},
-                {"AttributeName": "order_date", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "category", "AttributeType": "S"},
-                {"AttributeName": "order_date", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_kpi_tables(client)
         yield client
 
 
