@@ -129,7 +129,8 @@ class Truth:
 
 
 def _field(value: str) -> str:
-    if any(ch in value for ch in ',"\n'):
+    # three substring tests: this runs for every field of up to 10M rows
+    if "," in value or '"' in value or "\n" in value:
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -148,7 +149,7 @@ class _PartWriter:
     def write(self, values: list[str], raw: bytes = b"") -> None:
         """Write one row; ``raw`` bytes replace a ``\\x00NAME\\x00`` placeholder field or, when
         there is none, are appended to the line (a malformed extra field)."""
-        line = ",".join(_field(v) for v in values).encode()
+        line = ",".join([_field(v) for v in values]).encode()
         if raw and b"\x00NAME\x00" in line:
             line = line.replace(b"\x00NAME\x00", raw)
         else:
