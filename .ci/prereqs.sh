@@ -6,6 +6,9 @@ fail=0
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
   echo "error: $PYTHON not found. Install Python 3.11+ (Debian/Ubuntu: apt-get install python3 python3-venv; macOS: brew install python@3.11), or run make PYTHON=/path/to/python3.11" >&2
   fail=1
+elif ! "$PYTHON" -c 'import sys' >/dev/null 2>&1; then
+  echo "error: $PYTHON is on PATH but does not run. Install Python 3.11+ (apt-get install python3.11 python3.11-venv, brew install python@3.11) and run make PYTHON=python3.11" >&2
+  fail=1
 elif ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
   echo "error: $("$PYTHON" --version 2>&1) is too old: Python 3.11+ is required. Install it (apt-get install python3.11 python3.11-venv, brew install python@3.11) and run make PYTHON=python3.11" >&2
   fail=1
