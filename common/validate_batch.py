@@ -20,12 +20,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import delta_io, rules, staging, storage
-from common.contract import DATASETS, Contract, ForeignKey
+from common.contract import DATASETS, ColumnSpec, Contract, ForeignKey
 from common.csv_input import SOURCE_FILE, CheckedFile, count_data_lines, inspect_file, read_raw
 from common.errors import AccountingError, InputFileError
 from common.manifest import Batch
 from common.result import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
-from common.validation import QUALITY, ROW_HASH, ParentKeys, annotate, parent_key_states
+from common.validation import QUALITY, ROW_HASH, ParentKeys, annotate, parent_key_states, typed
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -88,18 +88,17 @@ def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: Dataset
     return checked
 
 
-def _key_frame(frame: DataFrame, column: str, type_name: str, from_text: bool) -> DataFrame:
-    value = F.col(column)
-    if from_text:
-        value = rules.parse_value(rules.clean_text(value), type_name)
-    return frame.select(value.cast(rules.spark_type(type_name)).alias("key"))
+def _key_frame(frame: DataFrame, column: str, spec: ColumnSpec, from_text: bool) -> DataFrame:
+    """Parent keys typed exactly like the child's: quarantined rows keep text, so parse it."""
+    value = typed(rules.clean_text(F.col(column)), spec) if from_text else F.col(column)
+    return frame.select(value.cast(rules.spark_type(spec.type)).alias("key"))
 
 
 def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | None:
     """Valid and quarantined keys of the referenced dataset: this batch plus the lake."""
     parent_name, parent_column = fk.references.dataset, fk.references.column
     parent = ctx.contracts[parent_name]
-    type_name = parent.columns[parent_column].type
+    spec = parent.columns[parent_column]
     parent_result = ctx.result.datasets.get(parent_name)
     if parent_result is not None and any(f.error for f in parent_result.files):
         ctx.result.datasets[child.dataset].checks_skipped.append(
@@ -113,24 +112,24 @@ def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | 
     spark = ctx.spark
     if (stage_dir / staging.VALID_DIR).is_dir():
         frame = spark.read.parquet(str(stage_dir / staging.VALID_DIR))
-        valid.append(_key_frame(frame, parent_column, type_name, from_text=False))
+        valid.append(_key_frame(frame, parent_column, spec, from_text=False))
     if (stage_dir / staging.QUARANTINED_DIR).is_dir():
         frame = spark.read.parquet(str(stage_dir / staging.QUARANTINED_DIR))
-        quarantined.append(_key_frame(frame, parent_column, type_name, from_text=False))
+        quarantined.append(_key_frame(frame, parent_column, spec, from_text=False))
     lake = ctx.work_dir / "lake-keys" / parent_name
     exported = delta_io.export_columns(
         validated_uri(ctx.settings, parent_name), [parent_column], lake / "validated.parquet", ctx.settings
     )
     if exported is not None:
-        valid.append(_key_frame(spark.read.parquet(str(exported)), parent_column, type_name, False))
+        valid.append(_key_frame(spark.read.parquet(str(exported)), parent_column, spec, False))
     exported = delta_io.export_columns(
         quarantine_uri(ctx.settings, parent_name), [parent_column], lake / "quarantine.parquet", ctx.settings
     )
     if exported is not None:
-        quarantined.append(_key_frame(spark.read.parquet(str(exported)), parent_column, type_name, True))
+        quarantined.append(_key_frame(spark.read.parquet(str(exported)), parent_column, spec, True))
     if not valid and not quarantined:
         return spark.createDataFrame(
-            [], f"key {rules.spark_type(type_name).simpleString()}, parent_valid boolean"
+            [], f"key {rules.spark_type(spec.type).simpleString()}, parent_valid boolean"
         )
     return parent_key_states(valid, quarantined)
 
