@@ -14,7 +14,7 @@ ENV JAVA_HOME=/usr/lib/jvm/default-java \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ECOM_LOG_FORMAT=json \
-    ECOM_WORK_DIR=/tmp/ecom
+    ECOM_JARS_DIR=/opt/ecom/jars
 
 WORKDIR /app
 # Dependencies first (pinned by constraints.txt) so code changes do not reinstall them.
@@ -22,6 +22,9 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY common/ common/
 COPY jobs/ jobs/
 RUN pip install --constraint constraints.txt .
+# The pinned JVM jars (delta-spark, hadoop-aws, AWS SDK modules), fetched by `make jars` before the
+# build: nothing is downloaded when the container runs.
+COPY .jars/ /opt/ecom/jars/
 
 COPY docker/entrypoint.sh /usr/local/bin/ecom-entrypoint
 RUN chmod 0755 /usr/local/bin/ecom-entrypoint \

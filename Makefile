@@ -11,9 +11,15 @@ OUT    ?= out
 DEMO   := $(OUT)/demo
 LAKE   := $(OUT)/lake
 PYTEST_ARGS ?=
+JARS   := .jars
+JARS_STAMP := $(JARS)/.fetched
+# MinIO for the S3 end-to-end tests, built from source (Go module proxy). MinIO tags releases
+# outside semver, so the proxy knows this commit (2026-02-12) by its pseudo-version.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_BIN := .tools/minio-$(MINIO_VERSION)/minio
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install tools run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
+.PHONY: help prereqs install jars minio tools run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,7 +34,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-install: $(STAMP) ## Create .venv with pinned dependencies
+install: $(STAMP) $(JARS_STAMP) ## Create .venv and fetch the pinned jars (the only step that needs the network)
+
+# The JVM side, pinned in jvm-deps.xml; fetched once, then every run is offline.
+$(JARS_STAMP): jvm-deps.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch the jars: apt-get install maven"; exit 1; }
+	rm -rf $(JARS)
+	mvn -q -B -f jvm-deps.xml dependency:copy-dependencies
+	@printf 'spark.jars %s\n' "$$(ls $(CURDIR)/$(JARS)/*.jar | paste -sd, -)" > $(JARS)/spark-defaults.conf
+	@echo "spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension" >> $(JARS)/spark-defaults.conf
+	@echo "spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog" >> $(JARS)/spark-defaults.conf
+	@touch $@
+
+jars: $(JARS_STAMP) ## Fetch the pinned JVM jars (jvm-deps.xml) into .jars/
+
+$(MINIO_BIN):
+	@command -v go >/dev/null || { echo "Go is needed to build MinIO for the S3 tests"; exit 1; }
+	GOBIN=$(CURDIR)/$(dir $(MINIO_BIN)) go install github.com/minio/minio@$(MINIO_VERSION)
+	mkdir -p .tools/bin && ln -sfn ../minio-$(MINIO_VERSION)/minio .tools/bin/minio
+
+minio: $(MINIO_BIN) ## Build MinIO from source into .tools/ (cached) for the S3 end-to-end tests
 
 # checkov lives in its own venv: its large dependency tree must not move the project's pins.
 $(TOOLS_STAMP):
@@ -39,34 +64,35 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP) ## Install checkov (infrastructure scanner) into .venv-tools
 
-demo-data: $(STAMP) ## Generate the demo batch (20k order items, ~1% defects) under out/demo
+demo-data: $(STAMP) $(JARS_STAMP) ## Generate the demo batch (20k order items, ~1% defects) under out/demo
 	$(PY) -m jobs.generate --out $(DEMO) --items 20000 --parts 3 --batch-id demo-0001
 
-validate: $(STAMP) ## Validate the demo batch into out/lake
+validate: $(STAMP) $(JARS_STAMP) ## Validate the demo batch into out/lake
 	ECOM_LOG_FORMAT=text $(PY) -m jobs.validate --manifest $(DEMO)/manifest.json --lake-root $(LAKE)
 
-transform: $(STAMP) ## Compute the demo batch's daily KPIs into out/lake/kpi (Delta only)
+transform: $(STAMP) $(JARS_STAMP) ## Compute the demo batch's daily KPIs into out/lake/kpi (Delta only)
 	ECOM_LOG_FORMAT=text $(PY) -m jobs.transform --batch-id demo-0001 --lake-root $(LAKE)
 
 run: prereqs demo-data validate transform ## Generate a demo batch, validate it and compute KPIs, locally (no AWS, no Docker)
 
-test: prereqs $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
+test: prereqs $(STAMP) $(JARS_STAMP) $(MINIO_BIN) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: prereqs $(STAMP) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)
-	$(PY) -m jobs.bench $(BENCH_ARGS)
+bench: prereqs $(STAMP) $(JARS_STAMP) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)
+	$(PY) -m tests.bench $(BENCH_ARGS)
 
-bench-quick: prereqs $(STAMP) ## A fast look: 100k and 1M, one run each
-	$(PY) -m jobs.bench --quick
+bench-quick: prereqs $(STAMP) $(JARS_STAMP) ## A fast look: 100k and 1M, one run each
+	$(PY) -m tests.bench --quick
 
-lint: $(STAMP) ## ruff (lint + format check)
+lint: $(STAMP) ## ruff (lint + format check) and the import layers (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy over jobs/ and common/
 	$(VENV)/bin/mypy
 
-check: lint typecheck test ## lint + typecheck + tests
+check: lint typecheck test ## lint + typecheck + tests (what CI runs)
 
 lock: ## Re-pin constraints.txt from a fresh resolve of pyproject.toml
 	rm -rf /tmp/ecom-lock && $(PYTHON) -m venv /tmp/ecom-lock
@@ -84,5 +110,5 @@ deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b 
 	  ValidateImageUri=$(IMAGE_URI) TransformImageUri=$(IMAGE_URI) \
 	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(ALERT_EMAIL)
 
-clean: ## Remove generated data and caches (keeps .venv)
+clean: ## Remove generated data and caches (keeps .venv, .jars and .tools)
 	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

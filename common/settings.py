@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict, Settings
 from common.errors import ConfigurationError
 
 ENV_PREFIX = "ECOM_"
+# `make install` puts the pinned jars here (a checkout, or an editable install of it).
+PROJECT_JARS = Path(__file__).resolve().parents[1] / ".jars"
 
 
 class Settings(BaseSettings):
@@ -65,9 +68,6 @@ class Settings(BaseSettings):
         default=None,
         description="Validation result the transform reads (default: the validate default location).",
     )
-    work_dir: str | None = Field(
-        default=None, description="Scratch directory for staged inputs and outputs (default: a temp dir)."
-    )
     contracts_dir: str | None = Field(
         default=None, description="Directory of data contract YAML files (default: the packaged contracts)."
     )
@@ -78,9 +78,27 @@ class Settings(BaseSettings):
         description="S3 endpoint for MinIO/moto (default: AWS). Credentials come from AWS_* env/roles.",
     )
     aws_region: str = Field(default="us-east-1", description="Region for S3 and DynamoDB clients.")
-    delta_conditional_put: str | None = Field(
-        default="etag",
-        description="delta-rs S3 commit protocol (`etag` works with AWS S3, MinIO and moto); empty to unset.",
+    jars_dir: str = Field(
+        default=str(PROJECT_JARS),
+        description=(
+            "Folder of the pinned JVM jars (make install fetches them there); empty = the platform "
+            "(EMR, Glue, spark-submit --jars) provides Delta and S3A."
+        ),
+    )
+    lake_lock_table: str | None = Field(
+        default=None,
+        description=(
+            "DynamoDB table holding the lake's writer lease: one writing job per lake at a time. "
+            "Required for an s3:// lake that more than one job may write."
+        ),
+    )
+    lake_lock_wait_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="How long to wait for another job's lease on the lake before failing.",
+    )
+    lake_lock_ttl_seconds: int = Field(
+        default=600, ge=30, description="A lease not renewed for this long is considered abandoned."
     )
 
     # --- validation behaviour -----------------------------------------------------------------
@@ -134,9 +152,6 @@ class Settings(BaseSettings):
             if files:
                 out[name] = files
         return out
-
-    def default_result_uri(self, batch_id: str, job: str = "validate") -> str:
-        return f"{self.lake_root.rstrip('/')}/_results/{batch_id}/{job}.json"
 
 
 def load_settings(argv: Sequence[str] | None = None, prog: str = "ecom") -> Settings:

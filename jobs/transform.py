@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from common.errors import ConfigurationError, PipelineError, ResultNotUsableError
+from common.io.lake import Lake
+from common.io.results import BatchStatus, TransformResult, read_result, write_result
+from common.io.spark import build_spark
 from common.logs import configure_logging
-from common.report import format_transform
-from common.result import BatchStatus, TransformResult, read_result, write_result
 from common.settings import load_settings
-from common.spark import build_spark
-from common.transform_batch import run_transform
+from common.usecases.report import format_transform
+from common.usecases.transform_batch import run_transform
 
 log = logging.getLogger("jobs.transform")
 
@@ -44,7 +42,8 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     batch_id = settings.batch_id
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
-    source = settings.validation_result or settings.default_result_uri(batch_id)
+    lake = Lake(settings.lake_root)
+    source = settings.validation_result or lake.result(batch_id, "validate")
     try:
         validation = read_result(source, settings)
         if validation.batch_id != batch_id:
@@ -63,22 +62,26 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     except PipelineError as exc:
         log.error("cannot read the validation result: %s", exc)
         return EXIT_INTERNAL
-    result_uri = settings.default_result_uri(batch_id, "transform")
+    result_uri = lake.result(batch_id, "transform")
     result = TransformResult(
         batch_id=batch_id, status=BatchStatus.ERROR, started_at=started.isoformat(timespec="seconds")
     )
-    work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="ecom-transform-"))
     session = spark
     outcome = None
+    failure_code = EXIT_INTERNAL
     try:
         session = session or build_spark(settings, "ecom-transform")
-        outcome = run_transform(session, settings, batch_id, work_dir / "transform", started)
+        outcome = run_transform(session, settings, batch_id, started)
         result.touched_dates = outcome.touched_dates
         result.notes = outcome.notes
         result.outputs = {
             o.table: {"rows": o.rows, "delta": o.delta, "dynamodb": o.dynamodb} for o in outcome.outputs
         }
         result.status = BatchStatus.SUCCEEDED
+    except ConfigurationError as exc:  # e.g. the pinned jars are missing: says what to run
+        log.error("%s", exc)
+        result.errors.append(str(exc))
+        failure_code = EXIT_CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("transform of batch %s failed", batch_id)
         result.errors.append(f"internal error: {type(exc).__name__}: {exc}")
@@ -91,14 +94,12 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             log.exception("could not write the transform result to %s", result_uri)
         if spark is None and session is not None:
             session.stop()
-        if not settings.work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
     if result.status is not BatchStatus.SUCCEEDED:
-        return EXIT_INTERNAL
+        return failure_code
     for note in result.notes:
         log.info("%s", note)
     if outcome is not None:
-        print(format_transform(result, {o.table: o.data for o in outcome.outputs if o.data is not None}))
+        print(format_transform(result, {o.table: o.data for o in outcome.outputs}))
     return EXIT_OK
 
 

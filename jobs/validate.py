@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from common.contract import load_contracts
+from common.contracts import load_contracts
 from common.errors import ConfigurationError, PipelineError
+from common.io.lake import Lake
+from common.io.manifest import resolve_batch
+from common.io.results import BatchStatus, ValidationResult, write_result
+from common.io.spark import build_spark
 from common.logs import configure_logging
-from common.manifest import resolve_batch
-from common.report import format_validation
-from common.result import BatchStatus, ValidationResult, write_result
 from common.settings import Settings, load_settings
-from common.spark import build_spark
-from common.validate_batch import run_validation
+from common.usecases.report import format_validation
+from common.usecases.validate_batch import run_validation
 
 log = logging.getLogger("jobs.validate")
 
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     result: ValidationResult | None = None
     result_uri: str | None = None
     if settings.batch_id:
-        result_uri = settings.result_uri or settings.default_result_uri(settings.batch_id)
+        result_uri = settings.result_uri or Lake(settings.lake_root).result(settings.batch_id, "validate")
         result = ValidationResult(batch_id=settings.batch_id, status=BatchStatus.ERROR, started_at=started)
     try:
         batch = resolve_batch(settings)
@@ -69,7 +68,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         log.error("%s", exc)
         _write_error(result, result_uri, settings, str(exc))
         return EXIT_CONFIG
-    result_uri = settings.result_uri or settings.default_result_uri(batch.batch_id)
+    result_uri = settings.result_uri or Lake(settings.lake_root).result(batch.batch_id, "validate")
     processing_date = settings.processing_date or dt.datetime.now(dt.UTC).date()
     result = ValidationResult(
         batch_id=batch.batch_id,
@@ -78,14 +77,17 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         processing_date=processing_date.isoformat(),
         quarantine_threshold=settings.quarantine_threshold,
     )
-    work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="ecom-validate-"))
     session = spark
     try:
         session = session or build_spark(settings, "ecom-validate")
-        run_validation(session, settings, batch, contracts, processing_date, work_dir, result)
+        run_validation(session, settings, batch, contracts, processing_date, result)
         result.finished_at = _now()
         result.duration_seconds = round(time.monotonic() - clock, 3)
         write_result(result, result_uri, settings)
+    except ConfigurationError as exc:  # e.g. the pinned jars are missing: says what to run
+        log.error("%s", exc)
+        _write_error(result, result_uri, settings, str(exc))
+        return EXIT_CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("validation of batch %s failed", batch.batch_id)
         _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}: {exc}")
@@ -93,8 +95,6 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     finally:
         if spark is None and session is not None:  # only a session this call built
             session.stop()
-        if not settings.work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
     print(format_validation(result))
     log.info("batch %s: %s; result written to %s", batch.batch_id, result.status.value, result_uri)
     return EXIT_OK

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from common.io.spark import build_spark
 from common.settings import Settings
-from common.spark import build_spark
+from tests.minio_server import Minio, minio_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,3 +51,30 @@ def write_csv(path: Path, text: str | bytes) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
+    """A real MinIO server (built from source by `make minio`) on 127.0.0.1 for the whole run."""
+    with minio_server(tmp_path_factory.mktemp("minio")) as server:
+        yield server
+
+
+def read_s3_with(
+    spark: SparkSession, endpoint: str, bucket: str, access_key: str = "testing", secret_key: str = "testing"
+) -> None:
+    """Point the shared test session's S3A at ``endpoint`` for ``bucket`` only (per-bucket settings).
+
+    Jobs handed this session (in-process tests) do not build their own, so this stands in for the
+    S3A settings :func:`common.io.spark.build_spark` derives from ``ECOM_S3_ENDPOINT_URL``.
+    """
+    conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]  # per-bucket keys only
+    for key, value in {
+        "endpoint": endpoint,
+        "endpoint.region": "us-east-1",
+        "path.style.access": "true",
+        "connection.ssl.enabled": "false",
+        "access.key": access_key,
+        "secret.key": secret_key,
+    }.items():
+        conf.set(f"fs.s3a.bucket.{bucket}.{key}", value)

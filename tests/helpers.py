@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs import validate
@@ -21,8 +20,12 @@ def run_validate(spark: SparkSession, lake: Path, *args: str) -> tuple[int, dict
     return code, (json.loads(results[-1].read_text()) if results else None)
 
 
-def delta_rows(path: Path, columns: list[str] | None = None) -> pa.Table:
-    return DeltaTable(str(path)).to_pyarrow_table(columns=columns)
+def delta_rows(path: Path | str, columns: list[str] | None = None) -> pa.Table:
+    """A Delta table's current rows, read by delta-spark in the test session."""
+    spark = SparkSession.getActiveSession()
+    assert spark is not None, "delta_rows needs the session-scoped spark fixture"
+    frame = spark.read.format("delta").load(str(path))
+    return (frame.select(*columns) if columns else frame).toArrow()
 
 
 def assert_accounted(result: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -19,7 +19,7 @@ def _free_port() -> int:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.bench import markdown, run_benchmark
+from tests.bench.bench import markdown, run_benchmark
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from common.contract import load_contract, load_contracts
+from common.contracts import load_contract, load_contracts
 from common.errors import ContractError
 
 
@@ -103,3 +103,37 @@ def test_misspelled_rule_field_is_rejected(tmp_path: Path) -> None:
 def test_missing_contract_file_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="expected a file at"):
         load_contract("orders", tmp_path)
+
+
+def test_a_column_may_not_take_a_reserved_name(tmp_path: Path) -> None:
+    directory = _write(
+        tmp_path,
+        "dataset: orders\nprimary_key: [order_id]\n"
+        "columns: {order_id: {type: long}, _batch_id: {type: string}}\n",
+    )
+    with pytest.raises(ContractError, match=r"\['_batch_id'\] start with '_', which is reserved"):
+        load_contract("orders", directory)
+
+
+def test_an_unknown_rule_kind_is_rejected_by_name(tmp_path: Path) -> None:
+    directory = _write(
+        tmp_path,
+        "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: long}}\n"
+        "rules: [{rule: between, column: order_id}]\n",
+    )
+    with pytest.raises(ContractError, match="between"):
+        load_contract("orders", directory)
+
+
+def test_each_rule_kind_owns_its_codes_descriptions_and_condition() -> None:
+    rules = {type(r).__name__: r for r in load_contracts()["order_items"].rules}
+    assert rules["AllowedValuesRule"].conditions() == [
+        (
+            "allowed_values:status",
+            "lower(`status`) NOT IN ('pending', 'processing', 'shipped', 'delivered', 'complete', "
+            "'cancelled', 'returned')",
+        )
+    ]
+    assert rules["MinRule"].conditions() == [("min:sale_price", "`sale_price` < 0")]
+    assert rules["MinRule"].descriptions() == {"min:sale_price": "sale_price must be >= 0"}
+    assert rules["NotNullRule"].conditions()[0] == ("not_null:id", "`_raw_id` IS NULL")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
-from common.contract import load_contract
-from common.csv_input import inspect_file
+from common.contracts import load_contract
 from common.errors import InputFileError
+from common.io.csv_source import HEAD_BYTES, CheckedFile, check_header, count_rows
 from tests.conftest import write_csv
 
 PRODUCTS = load_contract("products")
@@ -16,9 +17,9 @@ HEADER = "id,sku,cost,category,name,brand,retail_price,department"
 ROW = "1,S1,5.00,Jeans,Plain jeans,Levi's,20.00,Men"
 
 
-def _inspect(tmp_path: Path, content: str | bytes, extra: str = "reject") -> object:
-    path = Path(write_csv(tmp_path / "p.csv", content))
-    return inspect_file("s3://bucket/raw/products/p.csv", path, PRODUCTS, extra)
+def _inspect(tmp_path: Path, content: str | bytes, extra: str = "reject") -> CheckedFile:
+    data = content.encode() if isinstance(content, str) else content
+    return check_header("s3://bucket/raw/products/p.csv", data[:HEAD_BYTES], len(data), PRODUCTS, extra)
 
 
 @pytest.mark.parametrize(
@@ -58,18 +59,33 @@ def test_non_utf8_header_is_rejected(tmp_path: Path) -> None:
 def test_column_order_and_case_do_not_matter_and_bom_is_accepted(tmp_path: Path) -> None:
     header = "\ufeffDepartment,retail_price,brand,name,category,cost,sku,ID"
     checked = _inspect(tmp_path, header + "\nMen,20,L,N,J,5,S,1\n")
-    assert checked.header == ("department", "retail_price", "brand", "name", "category", "cost", "sku", "id")  # type: ignore[attr-defined]
-    assert checked.has_rows  # type: ignore[attr-defined]
+    assert checked.header == ("department", "retail_price", "brand", "name", "category", "cost", "sku", "id")
+    assert checked.has_rows
 
 
 def test_header_only_file_is_recognised(tmp_path: Path) -> None:
-    assert not _inspect(tmp_path, HEADER + "\n").has_rows  # type: ignore[attr-defined]
-    assert not _inspect(tmp_path, HEADER).has_rows  # type: ignore[attr-defined]
+    assert not _inspect(tmp_path, HEADER + "\n").has_rows
+    assert not _inspect(tmp_path, HEADER).has_rows
 
 
 def test_extra_column_can_be_ignored(tmp_path: Path) -> None:
     checked = _inspect(tmp_path, HEADER + ",color\n" + ROW + ",red\n", extra="ignore")
-    assert checked.header[-1] == "color"  # type: ignore[attr-defined]
+    assert checked.header[-1] == "color"
+
+
+def test_header_longer_than_the_probe_is_refused_without_reading_on(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no end of the header line"):
+        _inspect(tmp_path, "x" * (HEAD_BYTES + 10))
+
+
+def test_header_with_an_enormous_field_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="header is not a CSV line"):
+        _inspect(tmp_path, HEADER + "," + "y" * 200_000 + "\n" + ROW + "\n")
+
+
+def test_rows_beyond_the_probe_count_as_rows(tmp_path: Path) -> None:
+    data = (HEADER + "\n" + " " * HEAD_BYTES + "\n" + ROW + "\n").encode()
+    assert check_header("p.csv", data[:HEAD_BYTES], len(data), PRODUCTS, "reject").has_rows
 
 
 @pytest.mark.parametrize(
@@ -80,10 +96,11 @@ def test_extra_column_can_be_ignored(tmp_path: Path) -> None:
         (HEADER + "\n\n   \n" + ROW + "\n", 1),  # blank and whitespace-only lines are not rows
         (HEADER + "\n", 0),
         (HEADER, 0),
-        ("", 0),
     ],
 )
-def test_data_lines_are_counted_independently_of_spark(tmp_path: Path, content: str, rows: int) -> None:
-    from common.csv_input import count_data_lines
-
-    assert count_data_lines(Path(write_csv(tmp_path / "c.csv", content))) == rows
+def test_data_lines_are_counted_apart_from_the_csv_parser(
+    spark: SparkSession, tmp_path: Path, content: str, rows: int
+) -> None:
+    path = write_csv(tmp_path / "c d+e.csv", content)  # a space and a plus in the name survive
+    checked = CheckedFile(path, tuple(PRODUCTS.column_names), has_rows=True)
+    assert count_rows(spark, [checked], multiline=False) == {path: rows}

@@ -15,7 +15,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from common.dynamo import DynamoWriteError, batch_write
+from common.io.dynamo import DynamoWriteError, batch_write
 
 TABLE = "kpi_order_daily"
 

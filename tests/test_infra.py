@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from orchestration.config import Config
 
 from common.settings import Settings
+from orchestration.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"

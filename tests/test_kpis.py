@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from common import kpis
+from common.engine import kpis
 
 ORDERS = [
     # order_id, user_id, status, created_at (UTC)

@@ -14,10 +14,10 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
+
+from common.io.manifest import resolve_batch
 from orchestration import batcher, dispatch, ingest
 from orchestration.config import Config
-
-from common.manifest import resolve_batch
 from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, create_tables
 from tests.conftest import make_settings
 

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import rules
+from common.engine import parsing as rules
 
 UTC = dt.UTC
 

@@ -1,5 +1,5 @@
-"""The validate job as a container runs it: a subprocess, raw files, Delta tables and the result
-all in S3 (moto's server on 127.0.0.1)."""
+"""The jobs as a container runs them: subprocesses, raw files, Delta tables and results in a real
+S3-compatible server (MinIO, built from source), DynamoDB on moto's server; all on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,48 +9,60 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from common.generator import GeneratorConfig, generate_batch
 from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables
+from tests.conftest import read_s3_with
+from tests.minio_server import Minio
 from tests.moto_server import client, moto_server
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "ecom-lake"
+LOCK_TABLE = "ecom-lake-lock"
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
+def s3(minio: Minio, spark: SparkSession) -> Any:
+    s3 = minio.client()
+    s3.create_bucket(Bucket=BUCKET)
+    read_s3_with(spark, minio.endpoint, BUCKET, minio.access_key, minio.secret_key)
+    return s3
+
+
+@pytest.fixture(scope="module")
+def dynamodb_endpoint() -> Iterator[str]:
     with moto_server() as url:
-        client("s3", url).create_bucket(Bucket=BUCKET)
         yield url
 
 
-def job_env(endpoint: str) -> dict[str, str]:
+def job_env(minio: Minio, dynamodb: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOM_", "AWS_"))}
     env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_ACCESS_KEY_ID=minio.access_key,  # the default credentials chain (S3A and boto3) reads these
+        AWS_SECRET_ACCESS_KEY=minio.secret_key,
         AWS_DEFAULT_REGION="us-east-1",
-        ECOM_S3_ENDPOINT_URL=endpoint,
+        ECOM_S3_ENDPOINT_URL=minio.endpoint,
         ECOM_SPARK_MASTER="local[2]",
         ECOM_SPARK_SHUFFLE_PARTITIONS="2",
         ECOM_LOG_FORMAT="json",
         PYTHONPATH=str(ROOT),
     )
+    if dynamodb:
+        env["ECOM_DYNAMODB_ENDPOINT_URL"] = dynamodb
+    env.update(extra)
     return env
 
 
-def upload_batch(endpoint: str, local: Path, batch_id: str, datasets: list[str] | None = None) -> str:
-    s3 = client("s3", endpoint)
+def upload_batch(s3: Any, local: Path, batch_id: str) -> str:
     files = json.loads((local / "manifest.json").read_text())["files"]
     remote: dict[str, list[str]] = {}
     for name, paths in files.items():
-        if datasets is not None and name not in datasets:
-            continue
         for path in paths:
             key = f"raw/{name}/{batch_id}/{Path(path).name}"
             s3.upload_file(path, BUCKET, key)
@@ -60,41 +72,27 @@ def upload_batch(endpoint: str, local: Path, batch_id: str, datasets: list[str] 
     return f"s3://{BUCKET}/{manifest_key}"
 
 
-def storage_options(endpoint: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
+def read_json(s3: Any, key: str) -> dict[str, Any]:
+    return dict(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
 
 
-def test_validate_reads_and_writes_s3(endpoint: str, tmp_path: Path) -> None:
+def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_validate_reads_raw_files_and_writes_delta_in_s3(
+    minio: Minio, s3: Any, spark: SparkSession, tmp_path: Path
+) -> None:
     truth = generate_batch(tmp_path / "in", GeneratorConfig(items=1500, parts=2, seed=3, defect_rate=0.02))
-    manifest = upload_batch(endpoint, tmp_path / "in", "s3-b1")
+    manifest = upload_batch(s3, tmp_path / "in", "s3-b1")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     lake = f"s3://{BUCKET}/lake"
-    command = [
-        sys.executable,
-        "-m",
-        "jobs.validate",
-        "--manifest",
-        manifest,
-        "--lake-root",
-        lake,
-        "--quarantine-threshold",
-        "0.5",
-    ]
-    done = subprocess.run(
-        command, env=job_env(endpoint), cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    env = job_env(minio, TMPDIR=str(scratch))
+    command = [sys.executable, "-m", "jobs.validate", "--manifest", manifest, "--lake-root", lake]
+    done = run([*command, "--quarantine-threshold", "0.5"], env, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    body = (
-        client("s3", endpoint)
-        .get_object(Bucket=BUCKET, Key="lake/_results/s3-b1/validate.json")["Body"]
-        .read()
-    )
-    result = json.loads(body)
+    result = read_json(s3, "lake/_results/s3-b1/validate.json")
     assert result["status"] == "SUCCEEDED"
     for name, expected in truth["datasets"].items():
         got = result["datasets"][name]
@@ -104,23 +102,24 @@ def test_validate_reads_and_writes_s3(endpoint: str, tmp_path: Path) -> None:
             expected["rule_counts"],
         )
         assert got["files"][0]["uri"].startswith(f"s3://{BUCKET}/raw/{name}/")
-        table = DeltaTable(f"{lake}/validated/{name}", storage_options=storage_options(endpoint))
-        assert table.to_pyarrow_table().num_rows == expected["rows_valid"]
+        validated = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/validated/{name}")
+        assert validated.count() == expected["rows_valid"] == got["validated_table"]["rows_inserted"]
+        quarantine = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/quarantine/{name}")
+        assert quarantine.count() == expected["rows_quarantined"]
+    # Spark read the objects in place: no raw file was copied to local disk.
+    assert not [p for p in scratch.rglob("*") if p.suffix == ".csv"]
     # container logs are JSON lines
     json_lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert any("SUCCEEDED" in entry["message"] for entry in json_lines)
 
 
-def test_missing_s3_object_fails_the_batch_visibly(endpoint: str, tmp_path: Path) -> None:
-    s3 = client("s3", endpoint)
+def test_missing_s3_object_fails_the_batch_visibly(minio: Minio, s3: Any, tmp_path: Path) -> None:
+    missing = f"s3://{BUCKET}/raw/orders/never-arrived.csv"
     s3.put_object(
         Bucket=BUCKET,
         Key="manifests/s3-b2.json",
-        Body=json.dumps(
-            {"batch_id": "s3-b2", "files": {"orders": [f"s3://{BUCKET}/raw/orders/never-arrived.csv"]}}
-        ),
+        Body=json.dumps({"batch_id": "s3-b2", "files": {"orders": [missing]}}),
     )
-    result_uri = f"s3://{BUCKET}/results/s3-b2.json"
     command = [
         sys.executable,
         "-m",
@@ -130,30 +129,29 @@ def test_missing_s3_object_fails_the_batch_visibly(endpoint: str, tmp_path: Path
         "--lake-root",
         f"s3://{BUCKET}/lake",
         "--result-uri",
-        result_uri,
+        f"s3://{BUCKET}/results/s3-b2.json",
     ]
-    done = subprocess.run(
-        command, env=job_env(endpoint), cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    done = run(command, job_env(minio), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(s3.get_object(Bucket=BUCKET, Key="results/s3-b2.json")["Body"].read())
+    result = read_json(s3, "results/s3-b2.json")
     assert result["status"] == "FAILED"
-    missing = f"s3://{BUCKET}/raw/orders/never-arrived.csv"
     assert result["errors"][0] == f"{missing}: file does not exist: expected a CSV file listed by the batch"
 
 
-def test_validate_then_transform_against_s3_and_dynamodb(endpoint: str, tmp_path: Path) -> None:
+def test_validate_then_transform_against_s3_and_dynamodb(
+    minio: Minio, s3: Any, dynamodb_endpoint: str, spark: SparkSession, tmp_path: Path
+) -> None:
     """The whole local flow the way containers run it: two processes, S3 and DynamoDB over HTTP."""
-    ddb = client("dynamodb", endpoint)
+    ddb = client("dynamodb", dynamodb_endpoint)
     create_kpi_tables(ddb)
     generate_batch(
         tmp_path / "in", GeneratorConfig(items=1000, parts=2, seed=9, defect_rate=0, warning_rate=0)
     )
-    manifest = upload_batch(endpoint, tmp_path / "in", "flow-1")
-    env = job_env(endpoint)
-    env.update(
+    manifest = upload_batch(s3, tmp_path / "in", "flow-1")
+    env = job_env(
+        minio,
+        dynamodb_endpoint,
         ECOM_LAKE_ROOT=f"s3://{BUCKET}/flow-lake",
-        ECOM_DYNAMODB_ENDPOINT_URL=endpoint,
         ECOM_DYNAMODB_ORDER_TABLE=ORDER_KPI_TABLE,
         ECOM_DYNAMODB_CATEGORY_TABLE=CATEGORY_KPI_TABLE,
     )
@@ -161,17 +159,79 @@ def test_validate_then_transform_against_s3_and_dynamodb(endpoint: str, tmp_path
         [sys.executable, "-m", "jobs.validate", "--manifest", manifest],
         [sys.executable, "-m", "jobs.transform", "--batch-id", "flow-1"],
     ):
-        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        done = run(command, env, tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
-    s3 = client("s3", endpoint)
-    result = json.loads(
-        s3.get_object(Bucket=BUCKET, Key="flow-lake/_results/flow-1/transform.json")["Body"].read()
-    )
+    result = read_json(s3, "flow-lake/_results/flow-1/transform.json")
     assert result["status"] == "SUCCEEDED"
-    kpi = DeltaTable(f"s3://{BUCKET}/flow-lake/kpi/order_daily", storage_options=storage_options(endpoint))
-    delta_dates = sorted(d.isoformat() for d in kpi.to_pyarrow_table().column("order_date").to_pylist())
+    kpi = spark.read.format("delta").load(f"s3a://{BUCKET}/flow-lake/kpi/order_daily")
+    delta_dates = sorted(r["order_date"].isoformat() for r in kpi.select("order_date").collect())
     items = ddb.scan(TableName=ORDER_KPI_TABLE)["Items"]  # ~400 small items: one page
     assert sorted(i["order_date"]["S"] for i in items) == delta_dates == result["touched_dates"]
     assert (
         result["outputs"]["category_daily"]["dynamodb"]["puts"] == result["outputs"]["category_daily"]["rows"]
     )
+
+
+def test_two_jobs_writing_one_lake_at_once_never_both_commit(
+    minio: Minio, s3: Any, dynamodb_endpoint: str, spark: SparkSession, tmp_path: Path
+) -> None:
+    """A manual run beside the pipeline: the lake's lease lets one job write; the other fails with a
+    clear message and no commit, and succeeds when re-run. The tables hold both batches exactly once."""
+    ddb = client("dynamodb", dynamodb_endpoint)
+    ddb.create_table(
+        TableName=LOCK_TABLE,
+        KeySchema=[{"AttributeName": "lake", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lake", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    lake = f"s3://{BUCKET}/shared-lake"
+    manifests, truths = {}, {}
+    for index, batch in enumerate(("w-1", "w-2")):
+        first = 1 + index * 100_000  # disjoint keys: the final tables must hold both batches
+        config = GeneratorConfig(
+            items=600,
+            parts=1,
+            seed=20 + index,
+            defect_rate=0,
+            warning_rate=0,
+            first_order_id=first,
+            first_item_id=first,
+            first_product_id=first,
+        )
+        truths[batch] = generate_batch(tmp_path / batch, config)
+        manifests[batch] = upload_batch(s3, tmp_path / batch, batch)
+    env = job_env(
+        minio,
+        dynamodb_endpoint,
+        ECOM_LAKE_ROOT=lake,
+        ECOM_LAKE_LOCK_TABLE=LOCK_TABLE,
+        ECOM_LAKE_LOCK_WAIT_SECONDS="0",
+    )
+    procs = {
+        batch: subprocess.Popen(
+            [sys.executable, "-m", "jobs.validate", "--manifest", manifest],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for batch, manifest in manifests.items()
+    }
+    codes = {batch: proc.wait(timeout=600) for batch, proc in procs.items()}
+    assert sorted(codes.values()) == [0, 1], {b: p.stderr.read()[-2000:] for b, p in procs.items()}  # type: ignore[union-attr]
+    loser = next(b for b, code in codes.items() if code == 1)
+    failed = read_json(s3, f"shared-lake/_results/{loser}/validate.json")
+    assert failed["status"] == "ERROR"
+    assert f"the lake {lake} is being written by validate run" in failed["errors"][-1]
+    assert failed["datasets"]["orders"]["validated_table"] is None  # it committed nothing
+    assert (
+        run([sys.executable, "-m", "jobs.validate", "--manifest", manifests[loser]], env, tmp_path).returncode
+        == 0
+    )
+    for name in ("products", "orders", "order_items"):
+        table = spark.read.format("delta").load(f"s3a://{BUCKET}/shared-lake/validated/{name}")
+        key = "order_id" if name == "orders" else "id"
+        expected = sum(t["datasets"][name]["rows_valid"] for t in truths.values())
+        counts = table.agg(F.count("*").alias("n"), F.countDistinct(key).alias("keys")).first()
+        assert counts is not None and (counts["n"], counts["keys"]) == (expected, expected), name

@@ -10,13 +10,15 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from orchestration.config import Config
-from orchestration.dispatch import build_manifest, execution_input
 from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
 from jobs import transform, validate
+from orchestration.config import Config
+from orchestration.dispatch import build_manifest, execution_input
 from tests.aws_stack import BUCKET, CHUNKS_TABLE, Stack, create_stack
+from tests.conftest import read_s3_with
+from tests.moto_server import moto_server
 from tests.sfn_harness import (
     Fargate,
     emulate_ecs_run_task_sync,
@@ -30,14 +32,28 @@ pytestmark = pytest.mark.integration
 JOBS = {"validate": validate.main, "transform": transform.main}
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint(spark: SparkSession) -> Iterator[str]:
+    """moto's HTTP server in this process: it serves the same state as ``mock_aws``, so Spark (S3A)
+    reads the raw files the test put in the mocked bucket."""
+    with moto_server() as url:
+        read_s3_with(spark, url, BUCKET)
+        yield url
+
+
 @pytest.fixture
 def aws(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession, s3_endpoint: str
 ) -> Iterator[tuple[Stack, Path, Fargate]]:
     lake = tmp_path / "lake"
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         stack = create_stack(
-            {"ECOM_LAKE_ROOT": str(lake), "ECOM_LOG_FORMAT": "json", "ECOM_SPARK_SHUFFLE_PARTITIONS": "2"}
+            {
+                "ECOM_LAKE_ROOT": str(lake),
+                "ECOM_LOG_FORMAT": "json",
+                "ECOM_SPARK_SHUFFLE_PARTITIONS": "2",
+                "ECOM_S3_ENDPOINT_URL": s3_endpoint,
+            }
         )
         with Fargate(stack.ecs, _runner(spark)) as fargate:
             emulate_ecs_run_task_sync(monkeypatch, fargate)

@@ -8,8 +8,8 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.contract import load_contracts
-from common.validation import ParentKeys, annotate, parent_key_states
+from common.contracts import load_contracts
+from common.engine.annotate import ParentKeys, annotate, parent_key_states
 
 CONTRACTS = load_contracts()
 DAY = dt.date(2026, 11, 22)
@@ -26,7 +26,9 @@ def _raw(
 
 
 def _outcome(df: DataFrame, key: str) -> DataFrame:
-    return df.select(F.col(f"_raw_{key}").alias("raw_key"), key, "_errors", "_warnings", "_copies", "quality")
+    return df.select(
+        F.col(f"_raw_{key}").alias("raw_key"), key, "_errors", "_warnings", "_copies", "_quality"
+    )
 
 
 def _order(order_id: str | None, **kw: str | None) -> tuple[str | None, ...]:
@@ -59,7 +61,7 @@ def test_order_rules_each_give_their_reason(spark: SparkSession) -> None:
     ]
     got = annotate(_raw(spark, ORDER_COLS, rows), CONTRACTS["orders"], [], "b1", DAY)
     result = {
-        r["order_id"]: (sorted(r["_errors"]), sorted(r["_warnings"]), r["quality"], r["status"])
+        r["order_id"]: (sorted(r["_errors"]), sorted(r["_warnings"]), r["_quality"], r["status"])
         for r in got.collect()
     }
     assert result == {
@@ -108,7 +110,7 @@ def test_malformed_line_reports_only_that(spark: SparkSession) -> None:
     df = _raw(spark, ORDER_COLS, [_order("1"), _order("1", num_of_item=None)])
     df = df.withColumn("_corrupt_record", F.when(F.col("num_of_item").isNull(), F.lit("1,10,Complete")))
     got = annotate(df, CONTRACTS["orders"], [], "b1", DAY)
-    assert sorted((r["_errors"], r["quality"]) for r in got.collect()) == [
+    assert sorted((r["_errors"], r["_quality"]) for r in got.collect()) == [
         ([], "valid"),  # the malformed twin does not make order 1 a duplicate key
         (["malformed_row"], "quarantined"),
     ]

@@ -1,4 +1,4 @@
-"""``make bench``: ``python -m jobs.bench [--quick] [--scales 100000,1000000,5000000] [--runs 2]``."""
+"""``make bench``: ``python -m tests.bench [--quick] [--scales 100000,1000000,5000000] [--runs 2]``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.bench import run_benchmark
+from tests.bench.bench import run_benchmark
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument(
         "--scales", default="100000,1000000,5000000", help="order items per scale, comma-separated"
     )

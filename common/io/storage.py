@@ -1,11 +1,11 @@
-"""Local paths and S3 URIs behind one small API (boto3 for objects, no Hadoop S3A).
+"""Local paths and S3 URIs behind one small API: boto3 for small objects (manifests, results,
+the first bytes of raw files); Spark reaches the same URIs through Hadoop S3A (:func:`spark_path`).
 
 Business code calls these functions; it never builds a boto3 client itself.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -133,33 +133,50 @@ def write_text(uri: str, text: str, settings: Settings, content_type: str = "app
         raise StorageError(f"cannot write {uri}: {exc}") from exc
 
 
-def stage_file(uri: str, dest_dir: Path, settings: Settings) -> Path:
-    """Make a raw file readable by Spark from local disk: local files are used in place,
-    S3 objects are downloaded (streamed) into ``dest_dir``.
+def spark_path(uri: str) -> str:
+    """The path Spark and Hadoop read and write for ``uri``: ``s3://`` becomes ``s3a://`` (Hadoop S3A).
+
+    The one place the scheme is mapped; local paths are made absolute.
+    """
+    if uri.startswith("s3://"):
+        return "s3a://" + uri.removeprefix("s3://")
+    if is_s3(uri):
+        return uri
+    return str(local_path(uri).resolve())
+
+
+def read_head(uri: str, limit: int, settings: Settings) -> tuple[bytes, int]:
+    """The first ``limit`` bytes of a file or object, and its whole size, without reading the rest.
 
     Raises:
-        FileNotFoundError: the file or object does not exist.
-        StorageError: the download failed.
+        FileNotFoundError: it does not exist (or is a directory / "folder" key).
+        StorageError: it cannot be read.
     """
     if not is_s3(uri):
         path = local_path(uri)
         if not path.is_file():
             raise FileNotFoundError(uri)
-        return path.resolve()
+        with path.open("rb") as handle:
+            return handle.read(limit), path.stat().st_size
     loc = parse_s3(uri)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    # Prefix with a hash of the key so parts with equal basenames do not collide.
-    target = dest_dir / f"{hashlib.sha1(loc.key.encode()).hexdigest()[:10]}-{Path(loc.key).name}"
+    if not loc.key or loc.key.endswith("/"):
+        raise FileNotFoundError(uri)
     try:
-        s3_client(settings).download_file(loc.bucket, loc.key, str(target))
+        response = s3_client(settings).get_object(
+            Bucket=loc.bucket, Key=loc.key, Range=f"bytes=0-{limit - 1}"
+        )
+        data = response["Body"].read()
     except ClientError as exc:
         if _is_not_found(exc):
             raise FileNotFoundError(uri) from exc
-        raise StorageError(f"cannot download {uri}: {exc}") from exc
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # a zero-byte object
+            return b"", 0
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
     except BotoCoreError as exc:
-        raise StorageError(f"cannot download {uri}: {exc}") from exc
-    log.debug("staged %s to %s", uri, target)
-    return target
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
+    content_range = str(response.get("ContentRange") or "")
+    size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(data)
+    return bytes(data), size
 
 
 def join_uri(root: str, *parts: str) -> str:

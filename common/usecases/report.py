@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import pyarrow as pa
-
-from common.result import TransformResult, ValidationResult
+from common.io.results import TransformResult, ValidationResult
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -59,15 +58,17 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def format_transform(result: TransformResult, tables: Mapping[str, pa.Table], max_rows: int = 15) -> str:
+def format_transform(
+    result: TransformResult, tables: Mapping[str, Sequence[Mapping[str, Any]]], max_rows: int = 15
+) -> str:
     """The KPI rows a transform run wrote: latest dates first, a few rows per table."""
     dates = result.touched_dates
     span = f"{dates[0]} .. {dates[-1]}" if dates else "none"
     lines = [f"Batch {result.batch_id}: KPIs recomputed for {len(dates)} order date(s) ({span})"]
     lines += [f"  note: {note}" for note in result.notes]
     for name, table in tables.items():
-        columns = [c for c in table.column_names if c not in {"batch_id", "computed_at"}]
-        rows = sorted(table.select(columns).to_pylist(), key=lambda r: str(r["order_date"]), reverse=True)
+        columns = [c for c in (table[0] if table else {}) if c not in {"batch_id", "computed_at"}]
+        rows = sorted(table, key=lambda r: str(r["order_date"]), reverse=True)
         shown = rows[:max_rows]
         more = f", latest {len(shown)} shown" if len(rows) > len(shown) else ""
         lines.append(f"\n{name} ({len(rows)} rows{more}):")

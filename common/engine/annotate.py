@@ -14,19 +14,25 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from common import rules
-from common.contract import ColumnSpec, Contract, ForeignKey
-from common.csv_input import CORRUPT, SOURCE_FILE
+from common.contracts import reasons
+from common.contracts.columns import (
+    BATCH_ID,
+    COPIES,
+    CORRUPT,
+    ERRORS,
+    PROCESSING_DATE,
+    QUALITY,
+    ROW_HASH,
+    SOURCE_FILE,
+    WARNINGS,
+    raw,
+)
+from common.contracts.model import Contract, ForeignKey
+from common.engine.parsing import bad_encoding, clean_text, type_mismatch, typed
 
-RAW_PREFIX = "_raw_"
-COPIES = "_copies"
-ERRORS = "_errors"
-WARNINGS = "_warnings"
-ROW_HASH = "_row_hash"
-BATCH_ID = "_batch_id"
-PROCESSING_DATE = "_processing_date"
-QUALITY = "quality"  # staging partition column: "valid" or "quarantined"
-LINEAGE = [BATCH_ID, PROCESSING_DATE, SOURCE_FILE]
+VALID, QUARANTINED = "valid", "quarantined"
+KEY_PREFIX = "__key_"
+_DUPLICATE = "__duplicate_key"
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,6 @@ class ParentKeys:
     keys: DataFrame | None
 
 
-def raw(column: str) -> str:
-    return f"{RAW_PREFIX}{column}"
-
-
 def _failed(condition: Column) -> Column:
     return F.coalesce(condition, F.lit(False))
 
@@ -58,10 +60,7 @@ def _codes(pairs: list[tuple[str, Column]]) -> Column:
 
 def clean_text_columns(df: DataFrame, contract: Contract) -> DataFrame:
     """Trim every contract column and turn blanks into nulls."""
-    return df.withColumns({c: rules.clean_text(F.col(c)) for c in contract.column_names})
-
-
-KEY_PREFIX = "__key_"
+    return df.withColumns({c: clean_text(F.col(c)) for c in contract.column_names})
 
 
 def key_columns(contract: Contract) -> list[str]:
@@ -94,30 +93,17 @@ def parse_columns(df: DataFrame, contract: Contract) -> DataFrame:
     return df.withColumns({name: typed(F.col(raw(name)), spec) for name, spec in contract.columns.items()})
 
 
-def typed(text: Column, spec: ColumnSpec) -> Column:
-    """A cleaned text column parsed to its contract type and normalised."""
-    value = rules.parse_value(text, spec.type)
-    if spec.normalize == "lower":
-        return F.lower(value)
-    if spec.normalize == "upper":
-        return F.upper(value)
-    return value
-
-
 def row_rule_failures(contract: Contract) -> tuple[list[tuple[str, Column]], list[tuple[str, Column]]]:
     """All single-row checks of a contract as ``(code, failed?)`` pairs: (errors, warnings)."""
-    typed = {c: F.col(c) for c in contract.column_names}
-    text = {c: F.col(raw(c)) for c in contract.column_names}
     errors: list[tuple[str, Column]] = []
     for name, spec in contract.columns.items():
+        text = F.col(raw(name))
         if spec.type == "string":
-            errors.append((f"encoding:{name}", rules.bad_encoding(text[name])))
+            errors.append((reasons.encoding_code(name), bad_encoding(text)))
         else:
-            errors.append((f"type:{name}", rules.type_mismatch(text[name], typed[name])))
-    warnings: list[tuple[str, Column]] = []
-    for rule in contract.rules:
-        target = errors if rule.severity == "error" else warnings
-        target.extend(rules.rule_failures(rule, typed, text))
+            errors.append((reasons.type_code(name), type_mismatch(text, F.col(name))))
+    errors += [(code, F.expr(condition)) for code, condition in contract.rules_of("error")]
+    warnings = [(code, F.expr(condition)) for code, condition in contract.rules_of("warn")]
     return errors, warnings
 
 
@@ -148,8 +134,10 @@ def join_parent_states(
         keys = parent.keys.select(F.col("key").alias(key_col), F.col("parent_valid").alias(state_col))
         df = df.join(keys, df[column] == keys[key_col], "left").drop(key_col)
         present = F.col(column).isNotNull()
-        failures.append((f"parent_missing:{column}", present & F.col(state_col).isNull()))
-        failures.append((f"parent_quarantined:{column}", present & (F.col(state_col) == F.lit(False))))
+        failures.append((reasons.parent_missing_code(column), present & F.col(state_col).isNull()))
+        failures.append(
+            (reasons.parent_quarantined_code(column), present & (F.col(state_col) == F.lit(False)))
+        )
     return df, failures
 
 
@@ -160,27 +148,27 @@ def annotate(
     batch_id: str,
     processing_date: dt.date,
 ) -> DataFrame:
-    """Evaluate every rule on raw text rows and return them annotated, ready to stage.
+    """Evaluate every rule on raw text rows and return them annotated.
 
     Output columns: the typed contract columns, ``_raw_<col>`` text (kept only on quarantined
     rows), ``_corrupt_record``, ``_errors``, ``_warnings``, ``_copies``, ``_row_hash``, lineage
-    columns and the ``quality`` split column.
+    columns and the ``_quality`` split column.
     """
     df = (
         df.transform(clean_text_columns, contract)
         .transform(cluster_by_key, contract)
         .transform(collapse_exact_duplicates, contract)
         .transform(parse_columns, contract)
-        .withColumn("__duplicate_key", duplicate_key_flag(contract))
+        .withColumn(_DUPLICATE, duplicate_key_flag(contract))
     )
     df, fk_failures = join_parent_states(df, parents)
     row_errors, row_warnings = row_rule_failures(contract)
-    errors = [*row_errors, ("duplicate_key", F.col("__duplicate_key")), *fk_failures]
+    errors = [*row_errors, (reasons.DUPLICATE_KEY, F.col(_DUPLICATE)), *fk_failures]
     malformed = F.col(CORRUPT).isNotNull()
     # A line that did not split into fields has meaningless values: report only that.
     df = df.withColumns(
         {
-            ERRORS: F.when(malformed, F.array(F.lit("malformed_row"))).otherwise(_codes(errors)),
+            ERRORS: F.when(malformed, F.array(F.lit(reasons.MALFORMED_ROW))).otherwise(_codes(errors)),
             WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(_codes(row_warnings)),
         }
     )
@@ -203,7 +191,7 @@ def annotate(
 
 def split_column(is_valid: Column) -> Column:
     """The one place rows are split: ``valid`` or ``quarantined``."""
-    return F.when(is_valid, F.lit("valid")).otherwise(F.lit("quarantined"))
+    return F.when(is_valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED))
 
 
 def parent_key_states(valid_keys: list[DataFrame], quarantined_keys: list[DataFrame]) -> DataFrame:

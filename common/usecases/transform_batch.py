@@ -12,16 +12,15 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.dataset as pads
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import delta_io, dynamo, kpis, storage
-from common.validate_batch import validated_uri
+from common.engine import kpis
+from common.io import delta, dynamo
+from common.io.lake import Lake
+from common.io.lease import LeaseCheck, lake_lease
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -32,10 +31,6 @@ ORDER_KEYS = ["order_date"]
 CATEGORY_KEYS = ["category", "order_date"]
 
 
-def kpi_uri(settings: Settings, table: str) -> str:
-    return storage.join_uri(settings.lake_root, "kpi", table)
-
-
 @dataclass
 class KpiOutput:
     table: str
@@ -43,7 +38,7 @@ class KpiOutput:
     rows: int = 0
     delta: dict[str, Any] | None = None
     dynamodb: dict[str, Any] | None = None
-    data: pa.Table | None = None  # the rows written (small: dates x categories)
+    data: list[dict[str, Any]] = field(default_factory=list)  # the rows written (small: dates x categories)
 
 
 @dataclass
@@ -53,50 +48,44 @@ class TransformOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-class _Lake:
-    """Exports of the validated tables into local Parquet that Spark reads."""
+class _Validated:
+    """The validated tables, read by Spark straight from the lake (time travel for old states)."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, work_dir: Path) -> None:
-        self.spark, self.settings, self.work_dir = spark, settings, work_dir
+    def __init__(self, spark: SparkSession, lake: Lake) -> None:
+        self.spark, self.lake = spark, lake
 
     def read(self, dataset: str, columns: list[str], version: int | None = None) -> DataFrame | None:
-        suffix = "" if version is None else f"@{version}"
-        dest = self.work_dir / "lake" / f"{dataset}{suffix}.parquet"
-        path = delta_io.export_columns(
-            validated_uri(self.settings, dataset), columns, dest, self.settings, version=version
-        )
-        return None if path is None else self.spark.read.parquet(str(path))
+        frame = delta.read(self.spark, self.lake.validated(dataset), version)
+        return None if frame is None else frame.select(*columns)
 
     def before_batch(self, dataset: str, columns: list[str], batch_id: str) -> DataFrame | None:
         """The table as it was before ``batch_id`` first wrote to it (None if it created it)."""
-        first = delta_io.first_version_of_batch(
-            validated_uri(self.settings, dataset), batch_id, self.settings
-        )
+        first = delta.first_version_of_batch(self.spark, self.lake.validated(dataset), batch_id)
         if first is None or first == 0:
             return None
         return self.read(dataset, columns, version=first - 1)
 
 
 def _date_list(dates: list[str]) -> str:
-    return ", ".join(f"CAST('{d}' AS DATE)" for d in dates)
-
-
-def _previous_keys(settings: Settings, table: str, keys: list[str], dates: list[str]) -> set[tuple[Any, ...]]:
-    """Keys the KPI Delta table holds for ``dates`` now (before this run replaces them)."""
-    existing = delta_io.open_table(kpi_uri(settings, table), settings)
-    if existing is None:
-        return set()
-    wanted = pa.array([dt.date.fromisoformat(d) for d in dates], pa.date32())
-    rows = existing.to_pyarrow_dataset().to_table(columns=keys, filter=pads.field("order_date").isin(wanted))
-    return {tuple(_plain(v) for v in row.values()) for row in rows.to_pylist()}
+    return ", ".join(f"DATE'{d}'" for d in dates)
 
 
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
+def _previous_keys(spark: SparkSession, uri: str, keys: list[str], dates: list[str]) -> set[tuple[Any, ...]]:
+    """Keys the KPI Delta table holds for ``dates`` now (before this run replaces them)."""
+    existing = delta.read(spark, uri)
+    if existing is None:
+        return set()
+    rows = existing.where(f"order_date IN ({_date_list(dates)})").select(*keys).collect()
+    return {tuple(_plain(row[k]) for k in keys) for row in rows}
+
+
 def _write_output(
-    settings: Settings,
+    spark: SparkSession,
+    lake: Lake,
     output: KpiOutput,
     frame: DataFrame,
     dates: list[str],
@@ -104,24 +93,30 @@ def _write_output(
     dynamo_table: str | None,
     client: Any,
 ) -> None:
-    table = frame.orderBy(*output.keys).toArrow()
-    output.rows = table.num_rows
-    output.data = table
-    if dynamo_table:
-        previous = _previous_keys(settings, output.table, output.keys, dates)
-        items = [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
-        current = {tuple(item[k] for k in output.keys) for item in items}
-        deletes = [dict(zip(output.keys, key, strict=True)) for key in sorted(previous - current)]
-        stats = dynamo.batch_write(client, dynamo_table, items, deletes, output.keys)
-        output.dynamodb = {"table": dynamo_table, **stats.__dict__}
-    outcome = delta_io.replace_where(
-        kpi_uri(settings, output.table), table, f"order_date IN ({_date_list(dates)})", settings, batch_id
-    )
-    output.delta = outcome.as_dict()
+    # KPI rows are aggregates (dates x categories): small enough to hold for DynamoDB and the report.
+    frame = frame.orderBy(*output.keys).cache()
+    try:
+        rows = [row.asDict() for row in frame.collect()]
+        output.rows = len(rows)
+        output.data = rows
+        uri = lake.kpi(output.table)
+        if dynamo_table:
+            previous = _previous_keys(spark, uri, output.keys, dates)
+            items = [{k: _plain(v) for k, v in row.items()} for row in rows]
+            current = {tuple(item[k] for k in output.keys) for item in items}
+            deletes = [dict(zip(output.keys, key, strict=True)) for key in sorted(previous - current)]
+            stats = dynamo.batch_write(client, dynamo_table, items, deletes, output.keys)
+            output.dynamodb = {"table": dynamo_table, **stats.__dict__}
+        outcome = delta.replace_where(
+            spark, uri, frame, frame.schema, f"order_date IN ({_date_list(dates)})", batch_id
+        )
+        output.delta = outcome.as_dict()
+    finally:
+        frame.unpersist()
 
 
 def run_transform(
-    spark: SparkSession, settings: Settings, batch_id: str, work_dir: Path, computed_at: dt.datetime
+    spark: SparkSession, settings: Settings, batch_id: str, computed_at: dt.datetime
 ) -> TransformOutcome:
     """Recompute and publish the KPIs of every order date ``batch_id`` touched.
 
@@ -129,12 +124,22 @@ def run_transform(
         StorageError: a Delta table cannot be read or written.
         DynamoWriteError: DynamoDB items could not be written after retries.
     """
+    with lake_lease(settings, "transform") as lease:
+        return _transform(spark, settings, batch_id, computed_at, lease)
+
+
+def _transform(
+    spark: SparkSession, settings: Settings, batch_id: str, computed_at: dt.datetime, lease: LeaseCheck
+) -> TransformOutcome:
     outcome = TransformOutcome()
     clock = time.monotonic()
-    lake = _Lake(spark, settings, work_dir)
-    orders = lake.read("orders", ["order_id", "user_id", "status", "created_at", "_batch_id"])
-    items = lake.read("order_items", ["id", "order_id", "product_id", "status", "sale_price", "_batch_id"])
-    products = lake.read("products", ["id", "category", "_batch_id"])
+    lake = Lake(settings.lake_root)
+    validated = _Validated(spark, lake)
+    orders = validated.read("orders", ["order_id", "user_id", "status", "created_at", "_batch_id"])
+    items = validated.read(
+        "order_items", ["id", "order_id", "product_id", "status", "sale_price", "_batch_id"]
+    )
+    products = validated.read("products", ["id", "category", "_batch_id"])
     if orders is None or items is None:
         outcome.notes.append("no validated orders or order items yet: nothing to compute")
         return outcome
@@ -142,16 +147,19 @@ def run_transform(
         orders,
         items,
         products,
-        lake.before_batch("orders", ["order_id", "created_at"], batch_id),
-        lake.before_batch("order_items", ["id", "order_id"], batch_id),
+        validated.before_batch("orders", ["order_id", "created_at"], batch_id),
+        validated.before_batch("order_items", ["id", "order_id"], batch_id),
         batch_id,
     )
-    outcome.touched_dates = sorted(r["order_date"].isoformat() for r in dates_df.collect())
+    touched = sorted(r["order_date"] for r in dates_df.collect())
+    outcome.touched_dates = [d.isoformat() for d in touched]
     log.info("touched dates: %d, found in %.1fs", len(outcome.touched_dates), time.monotonic() - clock)
     if not outcome.touched_dates:
         outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
         return outcome
-    dated = kpis.restrict_to_dates(kpis.with_order_date(orders), dates_df)
+    # The (few) collected dates, not the plan that found them: it would be evaluated again.
+    dates = spark.createDataFrame([(d,) for d in touched], "order_date date")
+    dated = kpis.restrict_to_dates(kpis.with_order_date(orders), dates)
     stamp = {"batch_id": F.lit(batch_id), "computed_at": F.lit(computed_at.isoformat())}
     order_frame = kpis.order_daily(dated, items).withColumns(stamp)
     if products is None:
@@ -168,7 +176,8 @@ def run_transform(
     client = dynamo.dynamodb_client(settings) if any(t for _, _, t in frames) else None
     for output, frame, dynamo_table in frames:
         clock = time.monotonic()
-        _write_output(settings, output, frame, outcome.touched_dates, batch_id, dynamo_table, client)
+        lease.check()
+        _write_output(spark, lake, output, frame, outcome.touched_dates, batch_id, dynamo_table, client)
         outcome.outputs.append(output)
         log.info(
             "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common import storage
-from common.contract import DATASETS
+from common.contracts import DATASETS
 from common.errors import ConfigurationError, ManifestError, StorageError
+from common.io import storage
 
 if TYPE_CHECKING:
     from common.settings import Settings

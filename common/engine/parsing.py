@@ -1,9 +1,8 @@
-"""Validation rules as Column functions.
+"""Parsing raw text into contract types, as Column functions.
 
-Each function returns a boolean ``Column`` that is true when a row *fails* the rule; nulls are
-treated as "not failed" by the caller (``F.coalesce(col, F.lit(False))``), so a rule never has
-to handle the null case of another rule. Parsing is explicit and strict: a value that does not
-parse is reported as a type failure, it never becomes a silent null.
+Parsing is explicit and strict: a value that does not parse becomes null *and* is reported by
+:func:`type_mismatch` as a type failure; it never becomes a silent null. Failure columns are true
+when a row fails; the caller treats null as "not failed".
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.contract import Rule, decimal_precision_scale
+from common.contracts.model import ColumnSpec, decimal_precision_scale
 
 # ISO-8601 date-time: date, optional time with `T` or space, optional fraction, optional zone
 # (`Z`, `+hh:mm`, `+hhmm`, ` UTC`). No zone means UTC (the session time zone is UTC).
@@ -69,56 +68,9 @@ def type_mismatch(raw: Column, parsed: Column) -> Column:
     return raw.isNotNull() & parsed.isNull()
 
 
-def is_null(raw: Column) -> Column:
-    """True when the field is missing or blank."""
-    return raw.isNull()
-
-
-def not_in(value: Column, allowed: list[str], ignore_case: bool) -> Column:
-    """True when a present value is not among ``allowed``."""
-    if ignore_case:
-        return F.lower(value).isin([v.lower() for v in allowed]) == F.lit(False)
-    return value.isin(allowed) == F.lit(False)
-
-
-def below(value: Column, bound: float) -> Column:
-    """True when a present value is smaller than ``bound``."""
-    return value < F.lit(bound)
-
-
-def above(value: Column, bound: float) -> Column:
-    """True when a present value is larger than ``bound``."""
-    return value > F.lit(bound)
-
-
 def bad_encoding(value: Column) -> Column:
     """True when the text held bytes that were not UTF-8 (the reader replaced them with U+FFFD)."""
     return value.contains(REPLACEMENT_CHAR)
-
-
-def rule_failures(rule: Rule, typed: dict[str, Column], raw: dict[str, Column]) -> list[tuple[str, Column]]:
-    """Return ``(reason code, failed?)`` pairs for one declarative rule.
-
-    Args:
-        rule: the rule from the contract.
-        typed: column name -> parsed column.
-        raw: column name -> cleaned text column (for not-null checks, which must not
-            confuse "missing" with "did not parse").
-    """
-    if rule.rule == "not_null":
-        return [(f"not_null:{c}", is_null(raw[c])) for c in rule.columns]
-    if rule.rule == "expression":
-        assert rule.name is not None and rule.expr is not None
-        return [(rule.name, F.expr(rule.expr))]
-    assert rule.column is not None
-    column = typed[rule.column]
-    code = f"{rule.rule}:{rule.column}"
-    if rule.rule == "allowed_values":
-        return [(code, not_in(column, rule.values, rule.ignore_case))]
-    assert rule.value is not None
-    if rule.rule == "min":
-        return [(code, below(column, rule.value))]
-    return [(code, above(column, rule.value))]
 
 
 def spark_type(type_name: str) -> T.DataType:
@@ -138,3 +90,13 @@ def spark_type(type_name: str) -> T.DataType:
     if precision_scale is None:
         raise ValueError(f"unsupported type {type_name!r}")
     return T.DecimalType(*precision_scale)
+
+
+def typed(text: Column, spec: ColumnSpec) -> Column:
+    """A cleaned text column parsed to its contract type and normalised."""
+    value = parse_value(text, spec.type)
+    if spec.normalize == "lower":
+        return F.lower(value)
+    if spec.normalize == "upper":
+        return F.upper(value)
+    return value

@@ -7,10 +7,13 @@ order's date. Money is ``decimal(18,2)``, rates ``decimal(6,4)`` in [0, 1], both
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 MONEY = "decimal(18,2)"
+_INPUT_SCALE = 2  # ratio inputs are money (2 places) or counts
 RATE = "decimal(6,4)"
 # Items that do not count towards net revenue.
 NOT_NET_STATUSES = ["returned", "cancelled"]
@@ -20,10 +23,29 @@ def _money(value: Column) -> Column:
     return F.bround(value, 2).cast(MONEY)
 
 
-def _ratio(numerator: Column, denominator: Column, scale: int, type_name: str) -> Column:
-    """Exact decimal division, rounded half-even; null when the denominator is zero."""
-    exact = numerator.cast("decimal(38,10)") / F.nullif(denominator.cast("decimal(38,10)"), F.lit(0))
-    return F.bround(exact, scale).cast(type_name)
+def ratio(numerator: Column, denominator: Column, scale: int, type_name: str) -> Column:
+    """``numerator / denominator`` rounded once, half-even, to ``scale`` places; null when the
+    denominator is zero.
+
+    Spark keeps only 6 places of a wide decimal quotient, so rounding that to 4 would round twice
+    (25/127 = 0.196850... would become 0.1968). Instead the quotient is found with exact integer
+    arithmetic on decimal(38,0): numerator and denominator (money has 2 places, counts none) are
+    scaled to integers, the floor quotient and remainder decide the last digit, and a remainder of
+    exactly half goes to the even digit.
+    """
+    to_int = 10**_INPUT_SCALE
+    num = (numerator.cast(f"decimal(36,{_INPUT_SCALE})") * F.lit(to_int)).cast("decimal(38,0)")
+    den = (denominator.cast(f"decimal(36,{_INPUT_SCALE})") * F.lit(to_int)).cast("decimal(38,0)")
+    den = F.nullif(den, F.lit(0).cast("decimal(38,0)"))
+    sign = F.when(num < 0, F.lit(-1)).otherwise(F.lit(1)) * F.when(den < 0, F.lit(-1)).otherwise(F.lit(1))
+    scaled = (F.abs(num) * F.lit(10**scale)).cast("decimal(38,0)")
+    divisor = F.abs(den)
+    remainder = (scaled % divisor).cast("decimal(38,0)")
+    floor = ((scaled - remainder) / divisor).cast("decimal(38,0)")
+    twice = remainder * F.lit(2)
+    up = F.when(twice > divisor, F.lit(1)).when((twice == divisor) & (floor % 2 == 1), F.lit(1)).otherwise(0)
+    digits = (floor + up).cast("decimal(38,0)") * sign
+    return (digits * F.lit(Decimal(1).scaleb(-scale))).cast(type_name)
 
 
 def with_order_date(orders: DataFrame) -> DataFrame:
@@ -58,9 +80,9 @@ def order_daily(orders: DataFrame, items: DataFrame) -> DataFrame:
         _money(F.col("revenue")).alias("total_revenue"),
         _money(F.col("net")).alias("net_revenue"),
         F.col("total_items_sold").cast("long").alias("total_items_sold"),
-        _ratio(F.col("returned_orders"), F.col("total_orders"), 4, RATE).alias("return_rate"),
+        ratio(F.col("returned_orders"), F.col("total_orders"), 4, RATE).alias("return_rate"),
         F.col("unique_customers").cast("long").alias("unique_customers"),
-        _ratio(F.col("revenue"), F.col("total_orders"), 2, MONEY).alias("avg_order_value"),
+        ratio(F.col("revenue"), F.col("total_orders"), 2, MONEY).alias("avg_order_value"),
     )
 
 
@@ -89,8 +111,8 @@ def category_daily(orders: DataFrame, items: DataFrame, products: DataFrame) -> 
         _money(F.coalesce(F.col("net"), F.lit(0))).alias("net_revenue"),
         F.col("orders").cast("long").alias("orders"),
         F.col("items").cast("long").alias("items_sold"),
-        _ratio(F.col("revenue"), F.col("orders"), 2, MONEY).alias("avg_order_value"),
-        _ratio(F.col("returned_items"), F.col("items"), 4, RATE).alias("avg_return_rate"),
+        ratio(F.col("revenue"), F.col("orders"), 2, MONEY).alias("avg_order_value"),
+        ratio(F.col("returned_items"), F.col("items"), 4, RATE).alias("avg_return_rate"),
     )
 
 

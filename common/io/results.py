@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, computed_field
 
-from common import storage
 from common.errors import ResultNotUsableError, StorageError
+from common.io import storage
 
 if TYPE_CHECKING:
     from common.settings import Settings

@@ -1,0 +1,46 @@
+"""Reason codes that do not come from a contract's rule list: their names and descriptions, once.
+
+Codes of declared rules (``not_null:<col>``, ``min:<col>``, an expression's name, ...) are owned by
+the rule kinds in :mod:`common.contracts.model`.
+"""
+
+from __future__ import annotations
+
+MALFORMED_ROW = "malformed_row"
+DUPLICATE_KEY = "duplicate_key"
+
+
+def type_code(column: str) -> str:
+    return f"type:{column}"
+
+
+def encoding_code(column: str) -> str:
+    return f"encoding:{column}"
+
+
+def parent_missing_code(column: str) -> str:
+    return f"parent_missing:{column}"
+
+
+def parent_quarantined_code(column: str) -> str:
+    return f"parent_quarantined:{column}"
+
+
+def type_description(column: str, type_name: str) -> str:
+    return f"{column} is not a valid {type_name}"
+
+
+def encoding_description(column: str) -> str:
+    return f"{column} contains bytes that are not valid UTF-8"
+
+
+MALFORMED_ROW_DESCRIPTION = "the line does not split into the expected number of fields"
+DUPLICATE_KEY_DESCRIPTION = "another row of this batch has the same primary key with different content"
+
+
+def parent_missing_description(column: str, reference: str) -> str:
+    return f"{column} matches no {reference} in this or any earlier batch"
+
+
+def parent_quarantined_description(column: str, reference: str) -> str:
+    return f"{column} matches only quarantined rows of {reference}"

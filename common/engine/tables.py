@@ -1,0 +1,75 @@
+"""The schemas of the tables validate publishes, built from a contract, and the projections of
+annotated rows onto them. Tables are created from these schemas before the first write."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from common.contracts.columns import (
+    BATCH_ID,
+    COPIES,
+    CORRUPT,
+    ERRORS,
+    PROCESSING_DATE,
+    QUALITY,
+    REASONS,
+    ROW_HASH,
+    SOURCE_FILE,
+    WARNINGS,
+    raw,
+)
+from common.contracts.model import Contract
+from common.engine.annotate import QUARANTINED, VALID
+from common.engine.parsing import spark_type
+
+_CODES = T.ArrayType(T.StringType())
+_LINEAGE = [
+    T.StructField(BATCH_ID, T.StringType(), nullable=False),
+    T.StructField(PROCESSING_DATE, T.DateType(), nullable=False),
+    T.StructField(SOURCE_FILE, T.StringType()),
+]
+
+
+def validated_schema(contract: Contract) -> T.StructType:
+    """Typed contract columns, the warnings a row carries, its content hash and lineage."""
+    return T.StructType(
+        [T.StructField(name, spark_type(spec.type)) for name, spec in contract.columns.items()]
+        + [T.StructField(WARNINGS, _CODES), T.StructField(ROW_HASH, T.LongType()), *_LINEAGE]
+    )
+
+
+def quarantine_schema(contract: Contract) -> T.StructType:
+    """Quarantined rows keep their original text, one string column per contract column."""
+    return T.StructType(
+        [T.StructField(c, T.StringType()) for c in contract.column_names]
+        + [
+            T.StructField(CORRUPT, T.StringType()),
+            T.StructField(REASONS, _CODES),
+            T.StructField(COPIES, T.LongType()),
+            *_LINEAGE,
+        ]
+    )
+
+
+def _project(df: DataFrame, schema: T.StructType, sources: list[str]) -> DataFrame:
+    return df.select(
+        *[
+            F.col(src).cast(field.dataType).alias(field.name)
+            for src, field in zip(sources, schema, strict=True)
+        ]
+    )
+
+
+def valid_rows(annotated: DataFrame, contract: Contract) -> DataFrame:
+    """The valid rows, as the validated table stores them."""
+    schema = validated_schema(contract)
+    return _project(annotated.where(F.col(QUALITY) == VALID), schema, schema.fieldNames())
+
+
+def quarantined_rows(annotated: DataFrame, contract: Contract) -> DataFrame:
+    """The quarantined rows, as the quarantine table stores them."""
+    sources = [raw(c) for c in contract.column_names]
+    sources += [CORRUPT, ERRORS, COPIES, BATCH_ID, PROCESSING_DATE, SOURCE_FILE]
+    return _project(annotated.where(F.col(QUALITY) == QUARANTINED), quarantine_schema(contract), sources)

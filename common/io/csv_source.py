@@ -1,0 +1,197 @@
+"""Raw CSV input: check each file's header from its first bytes, then let Spark read every value
+as text straight from where the file lives (local disk or S3 through S3A).
+
+Reading every field as a string is deliberate: Spark's CSV reader with a typed schema turns an
+unparseable value into a silent null. Types are parsed later by rules that report failures.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from common.contracts.columns import CORRUPT, SOURCE_FILE
+from common.contracts.model import Contract
+from common.errors import InputFileError
+from common.io import storage
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEAD_BYTES = 1 << 20  # the most of a file read to find and check its header line
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+_MAX_ECHO = 200  # never quote more than this many characters of a header in a message
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A raw file whose header matched the contract."""
+
+    uri: str
+    header: tuple[str, ...]  # the file's columns in file order, mapped to contract names
+    has_rows: bool
+
+    @property
+    def spark_path(self) -> str:
+        return storage.spark_path(self.uri)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
+
+
+def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_columns: str) -> CheckedFile:
+    """Check one file's header (from its first bytes) against the contract.
+
+    Args:
+        head: the first bytes of the file (up to :data:`HEAD_BYTES`).
+        size: the file's whole size in bytes.
+
+    Raises:
+        InputFileError: empty file, undecodable or wrongly delimited header, duplicate, missing
+            or (unless ``extra_columns == "ignore"``) unexpected columns.
+    """
+    expected = ",".join(contract.column_names)
+    if not head.strip():
+        raise InputFileError(uri, f"file is empty: expected a header line `{expected}` followed by data rows")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputFileError(uri, "file is UTF-16 encoded: expected UTF-8 (re-export the file as UTF-8)")
+    data = head.removeprefix(b"\xef\xbb\xbf")
+    if b"\n" not in data and size > len(head):
+        raise InputFileError(
+            uri, f"no end of the header line in the first {HEAD_BYTES} bytes: expected a header `{expected}`"
+        )
+    line, _, rest = data.partition(b"\n")
+    line = line.rstrip(b"\r")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            uri,
+            f"header is not valid UTF-8 (byte {line[exc.start]:#04x} at offset {exc.start}): expected UTF-8",
+        ) from exc
+    try:
+        columns = [c.strip().lower() for c in next(csv.reader([text]))]
+    except csv.Error as exc:
+        raise InputFileError(uri, f"header is not a CSV line ({exc}): expected columns `{expected}`") from exc
+    if len(columns) == 1 and len(contract.columns) > 1:
+        for delimiter, name in _OTHER_DELIMITERS.items():
+            if delimiter in text:
+                raise InputFileError(
+                    uri,
+                    f"header is {name}-delimited ({_shorten(text)!r}): expected comma-separated "
+                    f"columns `{expected}`",
+                )
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise InputFileError(uri, f"header repeats column(s) {duplicates}: each column must appear once")
+    known = {c.lower(): c for c in contract.column_names}
+    missing = [c for c in contract.column_names if c.lower() not in columns]
+    extra = [c for c in columns if c not in known]
+    if missing:
+        raise InputFileError(
+            uri,
+            f"missing required column(s) {missing}: expected columns `{expected}` (any order), "
+            f"found `{_shorten(','.join(columns))}`",
+        )
+    if extra and extra_columns == "reject":
+        raise InputFileError(
+            uri,
+            f"unexpected column(s) {[_shorten(c) for c in extra]}: expected columns `{expected}`; "
+            "set ECOM_EXTRA_COLUMNS=ignore (--extra-columns ignore) to drop them",
+        )
+    header = tuple(known.get(c, c) for c in columns)
+    has_rows = bool(rest.strip()) or size > len(head)
+    return CheckedFile(uri, header, has_rows=has_rows)
+
+
+def inspect_file(uri: str, contract: Contract, settings: Settings) -> CheckedFile:
+    """Read the first bytes of ``uri`` (never the whole file) and check its header.
+
+    Raises:
+        InputFileError: the file is missing or its header is unusable.
+        StorageError: the file cannot be read.
+    """
+    try:
+        head, size = storage.read_head(uri, HEAD_BYTES, settings)
+    except FileNotFoundError as exc:
+        raise InputFileError(uri, "file does not exist: expected a CSV file listed by the batch") from exc
+    return check_header(uri, head, size, contract, settings.extra_columns)
+
+
+def _file_uri_column(files: list[CheckedFile]) -> Column:
+    """The URI each row came from, as the batch names it.
+
+    Spark reports ``file:/a%20b.csv`` for the local ``/a b.csv`` and percent-encodes S3 keys, so its
+    path is decoded (a literal ``+`` kept) before it is looked up.
+    """
+    by_path = F.create_map(*[F.lit(x) for f in files for x in (f.spark_path, f.uri)])
+    path = F.regexp_replace(F.col("_metadata.file_path"), r"^file:(//)?", "")
+    decoded = F.url_decode(F.regexp_replace(path, r"\+", "%2B"))
+    return F.coalesce(by_path[decoded], decoded)
+
+
+def count_rows(spark: SparkSession, files: list[CheckedFile], multiline: bool) -> dict[str, int]:
+    """Rows read per file, counted by Spark apart from the validation plan (for the accounting check).
+
+    Without multi-line fields a row is a non-blank line after the header; with them, Spark's CSV
+    reader counts records.
+    """
+    if multiline:
+        frame = read_raw(spark, files, None, multiline=True)
+        counts = frame.groupBy(SOURCE_FILE).count().collect()
+        return {row[SOURCE_FILE]: int(row["count"]) for row in counts}
+    lines = spark.read.text([f.spark_path for f in files])
+    counted = (
+        lines.where(~F.col("value").rlike(r"^\s*$"))
+        .groupBy(_file_uri_column(files).alias(SOURCE_FILE))
+        .count()
+        .collect()
+    )
+    # Every file has a header line (checked before), which is not a row.
+    return {row[SOURCE_FILE]: int(row["count"]) - 1 for row in counted}
+
+
+def read_raw(
+    spark: SparkSession, files: list[CheckedFile], contract: Contract | None, multiline: bool
+) -> DataFrame:
+    """Read checked files as text: one column per contract column, plus the source file URI and
+    the raw line of any row that did not split into the header's number of fields.
+
+    ``contract`` None keeps each file's own header columns (all files must share one header).
+    """
+    by_header: dict[tuple[str, ...], list[CheckedFile]] = defaultdict(list)
+    for checked in files:
+        by_header[checked.header].append(checked)
+    frames = []
+    for header, group in by_header.items():
+        schema = T.StructType(
+            [T.StructField(c, T.StringType()) for c in header] + [T.StructField(CORRUPT, T.StringType())]
+        )
+        frame = spark.read.csv(
+            [f.spark_path for f in group],
+            schema=schema,
+            header=True,
+            enforceSchema=True,  # positional: the schema above is the file's own header order
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord=CORRUPT,
+            quote='"',
+            escape='"',
+            multiLine=multiline,
+            encoding="UTF-8",
+        )
+        columns = contract.column_names if contract is not None else list(header)
+        frames.append(frame.select(*columns, CORRUPT, _file_uri_column(group).alias(SOURCE_FILE)))
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result

@@ -1,0 +1,231 @@
+"""Delta Lake through delta-spark: tables created from explicit schemas, MERGE upserts that commit
+nothing when nothing changed, atomic replacement of a slice, commits tagged with their batch id.
+
+Spark itself reads and writes the table files (locally or on S3 through S3A); nothing here pulls
+rows into the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from delta.tables import DeltaTable
+from py4j.protocol import Py4JError
+from pyspark.errors import PySparkException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from common.errors import StorageError
+from common.io.storage import spark_path
+
+log = logging.getLogger(__name__)
+
+# Every commit carries the id of the batch that made it (read back by first_version_of_batch).
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_ERRORS = (PySparkException, Py4JError)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a write did, from Delta's own operation metrics."""
+
+    uri: str
+    version: int
+    rows_inserted: int
+    rows_updated: int
+    previous_version: int | None = None  # the version before this write; None if it created the table
+    committed: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "version": self.version,
+            "rows_inserted": self.rows_inserted,
+            "rows_updated": self.rows_updated,
+            "previous_version": self.previous_version,
+        }
+
+
+@contextmanager
+def tagged(spark: SparkSession, batch_id: str | None) -> Iterator[None]:
+    """Tag the commits made inside the block with ``batch_id``."""
+    if batch_id is None:
+        yield
+        return
+    spark.conf.set(USER_METADATA_CONF, batch_id)
+    try:
+        yield
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+
+
+def exists(spark: SparkSession, uri: str) -> bool:
+    """True when ``uri`` holds a Delta table.
+
+    Raises:
+        StorageError: the location cannot be read.
+    """
+    try:
+        return bool(DeltaTable.isDeltaTable(spark, spark_path(uri)))
+    except _ERRORS as exc:
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
+
+
+def ensure_table(spark: SparkSession, uri: str, schema: T.StructType) -> DeltaTable:
+    """The table at ``uri``, created from ``schema`` if it does not exist yet.
+
+    Raises:
+        StorageError: the table cannot be created or opened.
+    """
+    path = spark_path(uri)
+    try:
+        return DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+    except _ERRORS as exc:
+        raise StorageError(f"cannot create or open Delta table {uri}: {exc}") from exc
+
+
+def _last_commit(table: DeltaTable) -> tuple[int, dict[str, str]]:
+    row = table.history(1).select("version", "operationMetrics").first()
+    assert row is not None  # a table always has a commit
+    return int(row["version"]), dict(row["operationMetrics"] or {})
+
+
+def _head(table: DeltaTable) -> tuple[int, bool]:
+    """The current version, and whether the table is new: its only commit is the CREATE TABLE of
+    :func:`ensure_table`, so it holds no rows yet."""
+    row = table.history(1).select("version", "operation").first()
+    assert row is not None  # a table always has a commit
+    version = int(row["version"])
+    return version, version == 0 and row["operation"] == "CREATE TABLE"
+
+
+def upsert(
+    spark: SparkSession,
+    uri: str,
+    source: DataFrame,
+    schema: T.StructType,
+    keys: list[str],
+    changed: str,
+    batch_id: str,
+) -> WriteOutcome:
+    """Merge ``source`` into the table at ``uri`` by ``keys`` (creating it from ``schema``).
+
+    Only source rows that change something are merged: a row whose key matches a target row is
+    taken only when ``changed`` (a predicate over ``s.`` source and ``t.`` target columns) holds.
+    When no row changes anything, nothing is committed, so re-running a batch adds no version.
+
+    Raises:
+        StorageError: the table cannot be read or the merge cannot be committed.
+    """
+    table = ensure_table(spark, uri, schema)
+    previous, new = _head(table)
+    if new:  # nothing to match against: an append is the same commit, without the join
+        return _append(spark, uri, table, source, batch_id, previous)
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    try:
+        # Source rows whose key exists with the same content, or was written by a later batch,
+        # change nothing: leave them out, so an unchanged batch commits nothing at all.
+        changes = source.alias("s").join(
+            table.toDF().alias("t"), F.expr(f"{on} AND NOT ({changed})"), "left_anti"
+        )
+        if changes.isEmpty():
+            return WriteOutcome(uri, previous, 0, 0, previous, committed=False)
+        with tagged(spark, batch_id):
+            (
+                table.alias("t")
+                .merge(changes.alias("s"), on)
+                .whenMatchedUpdateAll(condition=changed)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        version, metrics = _last_commit(table)
+    except _ERRORS as exc:
+        raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
+    return WriteOutcome(
+        uri,
+        version,
+        int(metrics.get("numTargetRowsInserted", 0)),
+        int(metrics.get("numTargetRowsUpdated", 0)),
+        previous,
+    )
+
+
+def _append(
+    spark: SparkSession, uri: str, table: DeltaTable, source: DataFrame, batch_id: str | None, previous: int
+) -> WriteOutcome:
+    try:
+        with tagged(spark, batch_id):
+            source.write.format("delta").mode("append").save(spark_path(uri))
+        version, metrics = _last_commit(table)
+    except _ERRORS as exc:
+        raise StorageError(f"cannot append to Delta table {uri}: {exc}") from exc
+    return WriteOutcome(uri, version, int(metrics.get("numOutputRows", 0)), 0, previous)
+
+
+def replace_where(
+    spark: SparkSession,
+    uri: str,
+    data: DataFrame,
+    schema: T.StructType,
+    predicate: str,
+    batch_id: str | None,
+) -> WriteOutcome:
+    """Atomically replace the rows matching ``predicate`` with ``data`` (one commit).
+
+    Raises:
+        StorageError: the table cannot be created or the write cannot be committed.
+    """
+    table = ensure_table(spark, uri, schema)
+    previous, new = _head(table)
+    if new:  # nothing to replace yet
+        return _append(spark, uri, table, data, batch_id, previous)
+    try:
+        with tagged(spark, batch_id):
+            (
+                data.write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", predicate)
+                .save(spark_path(uri))
+            )
+        version, metrics = _last_commit(table)
+    except _ERRORS as exc:
+        raise StorageError(f"cannot write Delta table {uri}: {exc}") from exc
+    return WriteOutcome(uri, version, int(metrics.get("numOutputRows", 0)), 0, previous)
+
+
+def read(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame | None:
+    """The table at ``uri`` (as of ``version``), or None when there is none yet.
+
+    Raises:
+        StorageError: the table cannot be read.
+    """
+    if not exists(spark, uri):
+        return None
+    try:
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(spark_path(uri))
+    except _ERRORS as exc:
+        raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
+
+
+def first_version_of_batch(spark: SparkSession, uri: str, batch_id: str) -> int | None:
+    """The first table version committed by ``batch_id``, or None if it committed none.
+
+    Raises:
+        StorageError: the table history cannot be read.
+    """
+    if not exists(spark, uri):
+        return None
+    try:
+        history = DeltaTable.forPath(spark, spark_path(uri)).history()
+        row = history.where(F.col("userMetadata") == batch_id).agg(F.min("version").alias("v")).first()
+    except _ERRORS as exc:
+        raise StorageError(f"cannot read the history of {uri}: {exc}") from exc
+    return None if row is None or row["v"] is None else int(row["v"])

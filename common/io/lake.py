@@ -1,0 +1,29 @@
+"""The lake's layout, in one place: where each table and each result lives under the lake root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.io.storage import join_uri
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths under a lake root (a local folder or ``s3://bucket/prefix``)."""
+
+    root: str
+
+    def validated(self, dataset: str) -> str:
+        return join_uri(self.root, "validated", dataset)
+
+    def quarantine(self, dataset: str) -> str:
+        return join_uri(self.root, "quarantine", dataset)
+
+    def kpi(self, table: str) -> str:
+        return join_uri(self.root, "kpi", table)
+
+    def baseline(self, dataset: str) -> str:
+        return join_uri(self.root, "baseline", dataset)
+
+    def result(self, batch_id: str, job: str) -> str:
+        return join_uri(self.root, "_results", batch_id, f"{job}.json")

@@ -1,0 +1,106 @@
+"""Spark session construction (never at import time): Delta Lake, Hadoop S3A and the pinned jars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyspark.sql import SparkSession
+
+from common.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+# The jars `make jars` fetches (jvm-deps.xml); each run checks that these are present.
+REQUIRED_JARS = ("delta-spark_2.13-", "delta-storage-", "hadoop-aws-", "s3-2")
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def pinned_jars(jars_dir: str) -> list[Path]:
+    """The jars of ``jars_dir``, checked for completeness.
+
+    Raises:
+        ConfigurationError: the folder is missing or lacks a required jar (says what to run).
+    """
+    folder = Path(jars_dir)
+    jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
+    missing = [
+        prefix.rstrip("-") for prefix in REQUIRED_JARS if not any(j.name.startswith(prefix) for j in jars)
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"the pinned JVM jars are missing from {folder.resolve()} ({', '.join(missing)} not found): "
+            "run `make install` (or `make jars`) once to fetch them from Maven Central, or point "
+            "ECOM_JARS_DIR at a folder holding them (an empty ECOM_JARS_DIR means the platform "
+            "provides Delta and S3A)"
+        )
+    return jars
+
+
+def s3a_options(settings: Settings) -> dict[str, str]:
+    """Hadoop S3A settings. Credentials are not among them: S3A's default chain reads the
+    environment, the ECS task role or the instance profile."""
+    options = {
+        "fs.s3a.endpoint.region": settings.aws_region,
+        # Fail over to S3A's own retries quickly on a dead endpoint rather than hang for minutes.
+        "fs.s3a.connection.establish.timeout": "5s",
+        "fs.s3a.attempts.maximum": "5",
+    }
+    if settings.s3_endpoint_url:  # MinIO, moto: path-style, maybe plain HTTP
+        options["fs.s3a.endpoint"] = settings.s3_endpoint_url
+        options["fs.s3a.path.style.access"] = "true"
+        options["fs.s3a.connection.ssl.enabled"] = str(settings.s3_endpoint_url.startswith("https")).lower()
+    return options
+
+
+def build_spark(settings: Settings, app_name: str) -> SparkSession:
+    """A SparkSession for a job: Delta, S3A, UTC, ANSI, quiet logs.
+
+    Raises:
+        ConfigurationError: the pinned jars are missing.
+    """
+    builder = SparkSession.builder
+    if settings.jars_dir:
+        jars = pinned_jars(settings.jars_dir)
+        builder = builder.config("spark.jars", ",".join(str(j.resolve()) for j in jars))
+    if settings.spark_master:
+        builder = builder.master(settings.spark_master)
+    if (settings.spark_master or "local").startswith("local"):
+        # Keep a local driver on loopback: it must never bind or talk to another interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    for key, value in s3a_options(settings).items():
+        builder = builder.config(f"spark.hadoop.{key}", value)
+    spark = (
+        builder.appName(app_name)
+        .config("spark.sql.extensions", DELTA_EXTENSION)
+        .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        # Delta rebuilds a table's snapshot with 50 partitions by default: far too many tasks for our
+        # small logs on a few cores.
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
+        .config("spark.sql.adaptive.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "true")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    jvm = spark.sparkContext._jvm  # py4j view of the driver JVM
+    if jvm is not None and not jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION):
+        raise ConfigurationError(
+            "Delta Lake is not on the driver's classpath. The JVM was started before the job could add "
+            "the pinned jars (spark-submit): run `spark-submit --properties-file .jars/spark-defaults.conf "
+            "...` (written by `make install`), or pass the jars with --jars"
+        )
+    return spark

@@ -1,0 +1,258 @@
+"""Validate one batch: the I/O around the pure engine in :mod:`common.engine`.
+
+Per dataset, parents first (products, orders, then order_items): check each file's header from
+its first bytes -> count rows read (Spark, apart from the plan) -> one Spark plan that evaluates
+every rule, kept (persisted) for what follows -> tallies in one aggregation and the row-accounting
+check. Then, only if the whole batch passed, valid rows are merged into
+``<lake>/validated/<dataset>`` (write-audit-publish); quarantined rows always replace this
+batch's rows in ``<lake>/quarantine/<dataset>``. Spark reads the raw files and writes the tables
+itself, locally or on S3, so the same job scales out on a cluster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.contracts import DATASETS, Contract, ForeignKey
+from common.contracts.columns import BATCH_ID, QUALITY, ROW_HASH
+from common.engine import tables
+from common.engine.annotate import VALID, ParentKeys, annotate, parent_key_states
+from common.engine.parsing import clean_text, spark_type, typed
+from common.engine.tallies import Tallies, tally_frame
+from common.errors import AccountingError, InputFileError
+from common.io import delta
+from common.io.csv_source import CheckedFile, count_rows, inspect_file, read_raw
+from common.io.lake import Lake
+from common.io.lease import LeaseCheck, lake_lease
+from common.io.manifest import Batch
+from common.io.results import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
+
+if TYPE_CHECKING:
+    from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A later batch's version of a record replaces an earlier one; re-running a batch (same
+# content) or an older batch never rewrites a row.
+UPDATE_WHEN = f"t.{ROW_HASH} <> s.{ROW_HASH} AND s.{BATCH_ID} >= t.{BATCH_ID}"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass
+class _Context:
+    spark: SparkSession
+    settings: Settings
+    batch: Batch
+    contracts: dict[str, Contract]
+    processing_date: dt.date
+    result: ValidationResult
+    lake: Lake
+    annotated: dict[str, DataFrame] = field(default_factory=dict)
+
+    def release(self) -> None:
+        for frame in self.annotated.values():
+            frame.unpersist()
+        self.annotated.clear()
+
+
+def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: DatasetResult) -> list[CheckedFile]:
+    """Check every file's header; record each file's problem (all of them, not just the first)."""
+    checked: list[CheckedFile] = []
+    for uri in uris:
+        file_result = FileResult(uri=uri)
+        ds.files.append(file_result)
+        try:
+            item = inspect_file(uri, contract, ctx.settings)
+            if not item.has_rows and not ctx.settings.allow_empty_files:
+                raise InputFileError(
+                    uri,
+                    "file has a header but no data rows: expected at least one row "
+                    "(set ECOM_ALLOW_EMPTY_FILES=true to accept empty parts)",
+                )
+            checked.append(item)
+        except InputFileError as exc:
+            file_result.error = exc.message
+            ds.errors.append(str(exc))
+    return checked
+
+
+def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | None:
+    """Valid and quarantined keys of the referenced dataset: this batch plus the lake."""
+    parent_name, parent_column = fk.references.dataset, fk.references.column
+    spec = ctx.contracts[parent_name].columns[parent_column]
+    key_type = spark_type(spec.type)
+    parent_result = ctx.result.datasets.get(parent_name)
+    if parent_result is not None and any(f.error for f in parent_result.files):
+        ctx.result.datasets[child.dataset].checks_skipped.append(
+            f"foreign key {fk.column} -> {fk.reference}: not checked because "
+            f"{parent_name} failed its file checks in this batch"
+        )
+        return None
+    valid: list[DataFrame] = []
+    quarantined: list[DataFrame] = []
+    this_batch = ctx.annotated.get(parent_name)
+    if this_batch is not None:
+        split = F.col(QUALITY) == VALID
+        valid.append(this_batch.where(split).select(F.col(parent_column).alias("key")))
+        quarantined.append(this_batch.where(~split).select(F.col(parent_column).alias("key")))
+    published = delta.read(ctx.spark, ctx.lake.validated(parent_name))
+    if published is not None:
+        valid.append(published.select(F.col(parent_column).alias("key")))
+    held = delta.read(ctx.spark, ctx.lake.quarantine(parent_name))
+    if held is not None:
+        # Quarantined rows keep their text: parse it exactly like the child's foreign key.
+        parsed = typed(clean_text(F.col(parent_column)), spec).cast(key_type)
+        quarantined.append(held.select(parsed.alias("key")))
+    if not valid and not quarantined:
+        return ctx.spark.createDataFrame([], f"key {key_type.simpleString()}, parent_valid boolean")
+    return parent_key_states(valid, quarantined)
+
+
+def _validate_dataset(ctx: _Context, contract: Contract) -> None:
+    name = contract.dataset
+    ds = ctx.result.datasets[name]
+    uris = ctx.batch.files.get(name, [])
+    if not uris:
+        ds.status = DatasetStatus.ABSENT
+        return
+    clock = time.monotonic()
+    checked = _check_files(ctx, contract, uris, ds)
+    checked_at = time.monotonic()
+    if ds.errors:
+        ds.status = DatasetStatus.FAILED
+        return
+    multiline = ctx.settings.csv_multiline
+    # Counted independently of the validation plan, so the accounting check below can catch
+    # rows lost or multiplied by it.
+    per_file = count_rows(ctx.spark, checked, multiline)
+    for file_result in ds.files:
+        file_result.rows_read = per_file.get(file_result.uri, 0)
+    ds.rows_read = sum(per_file.values())
+    counted_at = time.monotonic()
+    parents = [ParentKeys(fk, _parent_keys(ctx, contract, fk)) for fk in contract.foreign_keys]
+    raw_df = read_raw(ctx.spark, checked, contract, multiline)
+    annotated = annotate(raw_df, contract, parents, ctx.batch.batch_id, ctx.processing_date)
+    annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
+    ctx.annotated[name] = annotated
+    stats = Tallies.from_rows(tally_frame(annotated).collect())
+    evaluated_at = time.monotonic()
+    log.info(
+        "%s timings: headers %.1fs, count %.1fs, rules+tallies %.1fs",
+        name,
+        checked_at - clock,
+        counted_at - checked_at,
+        evaluated_at - counted_at,
+    )
+    ds.rows_valid = stats.rows_valid
+    ds.rows_quarantined = stats.rows_quarantined
+    ds.duplicates_collapsed = stats.duplicates_collapsed
+    ds.rule_counts = dict(sorted(stats.rule_counts.items()))
+    ds.warning_counts = dict(sorted(stats.warning_counts.items()))
+    ds.rows_with_warnings = stats.rows_with_warnings
+    accounted = ds.rows_valid + ds.rows_quarantined + ds.duplicates_collapsed
+    if accounted != ds.rows_read:
+        raise AccountingError(
+            f"{name}: {ds.rows_read} rows read but {ds.rows_valid} valid + {ds.rows_quarantined} quarantined "
+            f"+ {ds.duplicates_collapsed} duplicates collapsed = {accounted}"
+        )
+    ds.quarantine_share = round(ds.rows_quarantined / ds.rows_read, 6) if ds.rows_read else 0.0
+    if ds.quarantine_share > ctx.settings.quarantine_threshold:
+        ds.status = DatasetStatus.FAILED
+        ds.errors.append(
+            f"{name}: {ds.rows_quarantined} of {ds.rows_read} rows quarantined ({ds.quarantine_share:.2%}), "
+            f"above the threshold of {ctx.settings.quarantine_threshold:.2%}"
+        )
+    else:
+        ds.status = DatasetStatus.PASSED
+    log.info(
+        "%s: read=%d valid=%d quarantined=%d duplicates=%d",
+        name,
+        ds.rows_read,
+        ds.rows_valid,
+        ds.rows_quarantined,
+        ds.duplicates_collapsed,
+    )
+
+
+def _publish(ctx: _Context, lease: LeaseCheck) -> None:
+    passed = ctx.result.status is BatchStatus.SUCCEEDED
+    batch_id = ctx.batch.batch_id
+    for name in DATASETS:
+        annotated = ctx.annotated.get(name)
+        if annotated is None:
+            continue
+        ds = ctx.result.datasets[name]
+        contract = ctx.contracts[name]
+        clock = time.monotonic()
+        lease.check()
+        if passed and ds.rows_valid:
+            outcome = delta.upsert(
+                ctx.spark,
+                ctx.lake.validated(name),
+                tables.valid_rows(annotated, contract),
+                tables.validated_schema(contract),
+                contract.primary_key,
+                UPDATE_WHEN,
+                batch_id,
+            )
+            ds.validated_table = outcome.as_dict()
+        outcome = delta.replace_where(
+            ctx.spark,
+            ctx.lake.quarantine(name),
+            tables.quarantined_rows(annotated, contract),
+            tables.quarantine_schema(contract),
+            f"{BATCH_ID} = {_sql_string(batch_id)}",
+            batch_id,
+        )
+        ds.quarantine_table = outcome.as_dict()
+        log.info("%s: published in %.1fs", name, time.monotonic() - clock)
+
+
+def run_validation(
+    spark: SparkSession,
+    settings: Settings,
+    batch: Batch,
+    contracts: dict[str, Contract],
+    processing_date: dt.date,
+    result: ValidationResult,
+) -> ValidationResult:
+    """Validate ``batch`` and publish its outputs; fills and returns ``result``.
+
+    Raises:
+        AccountingError: rows were lost or multiplied (an internal error).
+        StorageError: a Delta table or file could not be read or written.
+    """
+    ctx = _Context(spark, settings, batch, contracts, processing_date, result, Lake(settings.lake_root))
+    for name in DATASETS:
+        result.rule_descriptions.update(contracts[name].rule_descriptions())
+        result.datasets[name] = DatasetResult()
+    with lake_lease(settings, "validate") as lease:
+        try:
+            _run(ctx, lease)
+        finally:
+            ctx.release()
+    return result
+
+
+def _run(ctx: _Context, lease: LeaseCheck) -> None:
+    result = ctx.result
+    for name in DATASETS:
+        _validate_dataset(ctx, ctx.contracts[name])
+    failed = [n for n, d in result.datasets.items() if d.status is DatasetStatus.FAILED]
+    result.status = BatchStatus.FAILED if failed else BatchStatus.SUCCEEDED
+    for name in failed:
+        result.errors.extend(result.datasets[name].errors)
+    if failed:
+        result.errors.append(f"batch not published: dataset(s) {failed} failed; valid rows were not written")
+    _publish(ctx, lease)

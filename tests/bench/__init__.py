@@ -1,0 +1,1 @@
+"""Benchmark tooling (`make bench`): lives with the tests, outside the installed package and the image."""
