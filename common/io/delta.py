@@ -25,7 +25,7 @@ from common.io.storage import spark_path
 
 log = logging.getLogger(__name__)
 
-# Every commit carries the id of the batch that made it (read back by first_version_of_batch).
+# Every commit carries the id of the batch that made it (read back by version_before_batch).
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 _ERRORS = (PySparkException, Py4JError)
 
@@ -215,8 +215,9 @@ def read(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame
         raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
 
 
-def first_version_of_batch(spark: SparkSession, uri: str, batch_id: str) -> int | None:
-    """The first table version committed by ``batch_id``, or None if it committed none.
+def version_before_batch(spark: SparkSession, uri: str, batch_id: str) -> int | None:
+    """The version of the table just before ``batch_id`` first committed to it, or None when the
+    batch committed nothing or there were no rows before it (only the CREATE TABLE).
 
     Raises:
         StorageError: the table history cannot be read.
@@ -224,8 +225,19 @@ def first_version_of_batch(spark: SparkSession, uri: str, batch_id: str) -> int 
     if not exists(spark, uri):
         return None
     try:
-        history = DeltaTable.forPath(spark, spark_path(uri)).history()
-        row = history.where(F.col("userMetadata") == batch_id).agg(F.min("version").alias("v")).first()
+        # One row per commit: small, and read from the log, not the data.
+        history = (
+            DeltaTable.forPath(spark, spark_path(uri))
+            .history()
+            .select("version", "operation", "userMetadata")
+        )
+        commits = {int(r["version"]): (r["operation"], r["userMetadata"]) for r in history.collect()}
     except _ERRORS as exc:
         raise StorageError(f"cannot read the history of {uri}: {exc}") from exc
-    return None if row is None or row["v"] is None else int(row["v"])
+    mine = [version for version, (_, tag) in commits.items() if tag == batch_id]
+    if not mine or min(mine) == 0:
+        return None
+    before = min(mine) - 1
+    if before == 0 and commits.get(0, ("", None))[0] == "CREATE TABLE":
+        return None
+    return before

@@ -126,13 +126,18 @@ class LakeLease:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            try:
-                self._put()
-            except (ClientError, BotoCoreError) as exc:
-                log.error("lake lease on %s could not be renewed: %s", self.lake_root, exc)
-                self._lost.set()
-                return
+        while not self._stop.wait(self.ttl / 3) and self.renew():
+            pass
+
+    def renew(self) -> bool:
+        """Extend the lease; on failure mark it lost (every later :meth:`check` raises)."""
+        try:
+            self._put()
+        except (ClientError, BotoCoreError) as exc:
+            log.error("lake lease on %s could not be renewed: %s", self.lake_root, exc)
+            self._lost.set()
+            return False
+        return True
 
     def check(self) -> None:
         """Raise when the lease was lost: the caller must not commit.

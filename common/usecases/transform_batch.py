@@ -60,10 +60,8 @@ class _Validated:
 
     def before_batch(self, dataset: str, columns: list[str], batch_id: str) -> DataFrame | None:
         """The table as it was before ``batch_id`` first wrote to it (None if it created it)."""
-        first = delta.first_version_of_batch(self.spark, self.lake.validated(dataset), batch_id)
-        if first is None or first == 0:
-            return None
-        return self.read(dataset, columns, version=first - 1)
+        before = delta.version_before_batch(self.spark, self.lake.validated(dataset), batch_id)
+        return None if before is None else self.read(dataset, columns, version=before)
 
 
 def _date_list(dates: list[str]) -> str:
