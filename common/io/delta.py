@@ -39,7 +39,6 @@ class WriteOutcome:
     rows_inserted: int
     rows_updated: int
     previous_version: int | None = None  # the version before this write; None if it created the table
-    committed: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,7 +133,7 @@ def upsert(
             table.toDF().alias("t"), F.expr(f"{on} AND NOT ({changed})"), "left_anti"
         )
         if changes.isEmpty():
-            return WriteOutcome(uri, previous, 0, 0, previous, committed=False)
+            return WriteOutcome(uri, previous, 0, 0, previous)
         with tagged(spark, batch_id):
             (
                 table.alias("t")

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from common.contracts import DATASETS, Contract, ForeignKey
 from common.contracts.columns import BATCH_ID, QUALITY, ROW_HASH
+from common.contracts.model import quote_literal
 from common.engine import tables
 from common.engine.annotate import VALID, ParentKeys, annotate, parent_key_states
 from common.engine.parsing import clean_text, spark_type, typed
@@ -43,10 +44,6 @@ log = logging.getLogger(__name__)
 # A later batch's version of a record replaces an earlier one; re-running a batch (same
 # content) or an older batch never rewrites a row.
 UPDATE_WHEN = f"t.{ROW_HASH} <> s.{ROW_HASH} AND s.{BATCH_ID} >= t.{BATCH_ID}"
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass
@@ -212,7 +209,7 @@ def _publish(ctx: _Context, lease: LeaseCheck) -> None:
             ctx.lake.quarantine(name),
             tables.quarantined_rows(annotated, contract),
             tables.quarantine_schema(contract),
-            f"{BATCH_ID} = {_sql_string(batch_id)}",
+            f"{BATCH_ID} = {quote_literal(batch_id)}",
             batch_id,
         )
         ds.quarantine_table = outcome.as_dict()
