@@ -17,9 +17,15 @@ JARS_STAMP := $(JARS)/.fetched
 # outside semver, so the proxy knows this commit (2026-02-12) by its pseudo-version.
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_BIN := .tools/minio-$(MINIO_VERSION)/minio
+# The container image: built offline from pinned wheels (.wheels/) and jars (.jars/).
+IMAGE  ?= ecom-pipeline:local
+WHEELS := .wheels
+WHEELS_STAMP := $(WHEELS)/.fetched
+# Wheels for the image's platform (Fargate's default is x86_64; manylinux2014_aarch64 for Graviton).
+WHEEL_PLATFORM ?= manylinux2014_x86_64
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install jars minio tools run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
+.PHONY: help prereqs install jars minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +60,23 @@ $(MINIO_BIN):
 	mkdir -p .tools/bin && ln -sfn ../minio-$(MINIO_VERSION)/minio .tools/bin/minio
 
 minio: $(MINIO_BIN) ## Build MinIO from source into .tools/ (cached) for the S3 end-to-end tests
+
+# The image's Python dependencies, pinned by constraints.txt: pyspark is published only as a source
+# archive (pure Python), so it is built into a wheel once; every other wheel is the image platform's.
+$(WHEELS_STAMP): pyproject.toml constraints.txt | $(STAMP)
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	$(PY) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+	  > $(WHEELS)/requirements.txt
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(WHEELS) -c constraints.txt pyspark
+	$(PY) -m pip download --quiet --only-binary=:all: --platform $(WHEEL_PLATFORM) --python-version 3.11 \
+	  --implementation cp --dest $(WHEELS) --find-links $(WHEELS) -c constraints.txt -r $(WHEELS)/requirements.txt
+	@touch $@
+
+wheels: $(WHEELS_STAMP) ## Prepare the image's pinned Python wheels in .wheels/ (needs PyPI once)
+
+image: $(WHEELS_STAMP) $(JARS_STAMP) ## Build the container image (docker, else podman) offline from .wheels/ and .jars/
+	docker/base-image.sh
+	docker/engine build --network host --tag $(IMAGE) .
 
 # checkov lives in its own venv: its large dependency tree must not move the project's pins.
 $(TOOLS_STAMP):

@@ -1,21 +1,36 @@
-"""Generate a synthetic batch: ``python -m jobs.generate --out DIR --items 100000`` (see README)."""
+"""Generate a synthetic batch: ``python -m jobs.generate --out DIR --items 100000`` (see README).
+
+``--upload s3://bucket[/prefix]`` also stages it in the landing zone's layout (raw parts and
+``manifests/<batch-id>.json``) and prints the manifest URI; S3 settings come from the ``ECOM_``
+environment (``ECOM_S3_ENDPOINT_URL`` for MinIO), credentials from the AWS default chain.
+Exit codes: 0 written; 1 the upload failed; 2 bad arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.errors import ConfigurationError, PipelineError
 from common.generator import GeneratorConfig, generate_batch
+from common.settings import load_settings
+from common.usecases.stage_batch import stage_batch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write CSV parts, manifest.json and ground_truth.json; print the ground truth summary."""
     parser = argparse.ArgumentParser(prog="python -m jobs.generate", description=__doc__)
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--out", type=Path, help="output directory (default with --upload: a temporary one)")
+    parser.add_argument(
+        "--upload",
+        metavar="URI",
+        help="stage the batch under this root (s3://bucket[/prefix]): raw/<dataset>/<batch-id>/ + manifests/",
+    )
     parser.add_argument(
         "--items", type=int, default=5_000, help="order items to generate (orders ~ items/2.5)"
     )
@@ -29,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-item-id", type=int, default=1)
     parser.add_argument("--no-products", action="store_true", help="leave products out of the manifest")
     args = parser.parse_args(argv)
+    if args.out is None and args.upload is None:
+        parser.error("give --out DIR, --upload URI, or both")
     if args.items < 1 or args.parts < 1:
         parser.error("--items and --parts must be at least 1")
     if not (
@@ -48,15 +65,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         include_products=not args.no_products,
     )
     started = time.monotonic()
-    truth = generate_batch(args.out, config, args.batch_id)
-    summary = {
+    with tempfile.TemporaryDirectory(prefix="ecom-generate-") as scratch:
+        out = args.out or Path(scratch)
+        truth = generate_batch(out, config, args.batch_id)
+        report: dict[str, object] = {"out": str(out) if args.out else None}
+        if args.upload:
+            try:
+                settings = load_settings([], prog="python -m jobs.generate")
+            except ConfigurationError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            try:
+                report["manifest"] = stage_batch(out / "manifest.json", args.upload, settings)
+            except PipelineError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report["datasets"] = {
         name: {k: v for k, v in d.items() if k.startswith("rows")} for name, d in truth["datasets"].items()
     }
-    print(
-        json.dumps(
-            {"out": str(args.out), "seconds": round(time.monotonic() - started, 1), "datasets": summary}
-        )
-    )
+    print(json.dumps(report))
     return 0
 
 

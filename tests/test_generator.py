@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+
+import pytest
 
 from common.generator import GeneratorConfig, generate_batch
 
@@ -39,3 +42,32 @@ def test_ground_truth_rows_read_match_the_files_and_split_into_parts(tmp_path: P
         items["rows_read"] - items["duplicates_collapsed"] - items["rule_counts"].get("duplicate_key", 0) // 2
         == 3000
     )
+
+
+def test_generate_upload_stages_the_landing_zone_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.generate import main
+
+    assert (
+        main(["--items", "40", "--parts", "2", "--batch-id", "up-1", "--upload", str(tmp_path / "zone")]) == 0
+    )
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    manifest_path = tmp_path / "zone" / "manifests" / "up-1.json"
+    assert report["manifest"] == str(manifest_path) and report["out"] is None
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["batch_id"] == "up-1"
+    assert manifest["files"]["orders"] == [
+        str(tmp_path / "zone" / "raw" / "orders" / "up-1" / f"part-0000{i}.csv") for i in range(2)
+    ]
+    for uris in manifest["files"].values():
+        assert all(Path(uri).is_file() and Path(uri).read_text().count("\n") > 1 for uri in uris)
+
+
+def test_generate_needs_somewhere_to_write(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.generate import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--items", "10"])
+    assert exit_info.value.code == 2
+    assert "--out DIR, --upload URI" in capsys.readouterr().err

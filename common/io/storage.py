@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,3 +185,24 @@ def join_uri(root: str, *parts: str) -> str:
     if is_s3(root):
         return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
     return str(Path(root).joinpath(*parts))
+
+
+def upload_file(path: Path, uri: str, settings: Settings) -> None:
+    """Copy a local file to ``uri`` (an S3 object, multipart when large, or a local path).
+
+    Raises:
+        StorageError: it cannot be read or written.
+    """
+    if not is_s3(uri):
+        target = local_path(uri)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        except OSError as exc:
+            raise StorageError(f"cannot copy {path} to {uri}: {exc}") from exc
+        return
+    loc = parse_s3(uri)
+    try:
+        s3_client(settings).upload_file(str(path), loc.bucket, loc.key)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise StorageError(f"cannot upload {path} to {uri}: {exc}") from exc
