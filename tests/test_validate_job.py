@@ -64,6 +64,23 @@ def test_counts_equal_the_generators_ground_truth(
     assert_accounted(result)
 
 
+def test_every_commit_of_a_batch_is_tagged_with_its_id(
+    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+) -> None:
+    """The tables are written side by side from threads; each commit still carries the batch id
+    (transform finds a batch's changes by it)."""
+    out, _ = defective_batch
+    code, _ = run_validate(
+        spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
+    )
+    assert code == 0
+    for kind in ("validated", "quarantine"):
+        for name in ("products", "orders", "order_items"):
+            history = spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'lake' / kind / name}`").collect()
+            tags = {(row["operation"], row["userMetadata"]) for row in history}
+            assert tags == {("CREATE TABLE", None), ("WRITE", "demo-0001")}, (kind, name, tags)
+
+
 def test_quarantine_table_keeps_raw_text_and_reasons(
     spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
 ) -> None:
