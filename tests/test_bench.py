@@ -18,11 +18,14 @@ def test_benchmark_smoke_run_writes_a_complete_report(
     rep = run_benchmark([2_000], runs=1, out=tmp_path, spark_master="local[2]")
     [scale] = rep["scales"]
     assert scale["items"] == 2_000 and scale["runs"] == 1
-    for job in ("baseline", "validate", "transform"):
+    for job in ("baseline", "validate", "transform", "pipeline"):
         assert scale[job]["seconds_median"] > 0 and scale[job]["peak_rss_mb_max"] > 100  # a JVM was measured
     assert scale["validate_over_baseline_median"] == round(
         scale["validate"]["seconds_median"] / scale["baseline"]["seconds_median"], 3
     )
+    validate, transform = scale["validate"]["all_seconds"][0], scale["transform"]["all_seconds"][0]
+    assert scale["end_to_end"]["two_processes_median"] == round(validate + transform, 2)
+    assert scale["end_to_end"]["one_process_median"] == scale["pipeline"]["seconds_median"]
     assert rep["machine"]["cores"] >= 1
     [report_dir] = [p for p in tmp_path.iterdir() if p.name.endswith("Z")]
     assert json.loads((report_dir / "report.json").read_text()) == rep

@@ -1,4 +1,6 @@
-"""``make bench``: ``python -m tests.bench [--quick] [--scales 100000,1000000,5000000] [--runs 2]``."""
+"""``make bench``: ``python -m tests.bench [--quick] [--scales 27000,1000000,5000000] [--runs 2]``.
+
+27,000 order items is the size of the real sample (~46k rows across datasets)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from tests.bench.bench import run_benchmark
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument(
-        "--scales", default="100000,1000000,5000000", help="order items per scale, comma-separated"
+        "--scales", default="27000,1000000,5000000", help="order items per scale, comma-separated"
     )
     parser.add_argument("--runs", type=int, default=2, help="runs per scale (min and median are reported)")
-    parser.add_argument("--quick", action="store_true", help="a fast look: 100k and 1M, one run each")
+    parser.add_argument("--quick", action="store_true", help="a fast look: 27k and 1M, one run each")
     parser.add_argument("--with-10m", action="store_true", help="add the 10M scale")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--spark-master", default="local[*]")
@@ -24,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
     runs = args.runs
     if args.quick:
-        scales, runs = [100_000, 1_000_000], 1
+        scales, runs = [27_000, 1_000_000], 1
     if args.with_10m:
         scales.append(10_000_000)
     run_benchmark(scales, runs, args.out, args.spark_master)
