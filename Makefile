@@ -13,6 +13,8 @@ LAKE   := $(OUT)/lake
 PYTEST_ARGS ?=
 JARS   := .jars
 JARS_STAMP := $(JARS)/.fetched
+# The driver JVM's class-data-sharing archive, recorded from a small run (common/io/spark.py).
+CLASS_ARCHIVE := $(JARS)/spark-classes.jsa
 # MinIO for the S3 end-to-end tests, built from source (Go module proxy). MinIO tags releases
 # outside semver, so the proxy knows this commit (2026-02-12) by its pseudo-version.
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
@@ -25,7 +27,7 @@ WHEELS_STAMP := $(WHEELS)/.fetched
 WHEEL_PLATFORM ?= manylinux2014_x86_64
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install jars minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
+.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,7 +42,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-install: $(STAMP) $(JARS_STAMP) ## Create .venv and fetch the pinned jars (the only step that needs the network)
+install: $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Create .venv and fetch the pinned jars (the only step that needs the network)
 
 # The JVM side, pinned in jvm-deps.xml; fetched once, then every run is offline.
 $(JARS_STAMP): jvm-deps.xml
@@ -53,6 +55,18 @@ $(JARS_STAMP): jvm-deps.xml
 	@touch $@
 
 jars: $(JARS_STAMP) ## Fetch the pinned JVM jars (jvm-deps.xml) into .jars/
+
+# A small validate + transform run in one JVM that records the classes it loads at exit.
+$(CLASS_ARCHIVE): $(JARS_STAMP) | $(STAMP)
+	rm -rf $(JARS)/.archive-run && rm -f $@
+	$(PY) -m jobs.generate --out $(JARS)/.archive-run/in --items 2000 --parts 2 --batch-id archive > /dev/null
+	ECOM_SPARK_DRIVER_JAVA_OPTIONS=-XX:ArchiveClassesAtExit=$(CURDIR)/$@ ECOM_LOG_FORMAT=text ECOM_SPARK_MASTER='local[2]' \
+	  $(PY) -m jobs.run --manifest $(JARS)/.archive-run/in/manifest.json --lake-root $(JARS)/.archive-run/lake \
+	  > $(JARS)/.archive-run/run.log 2>&1 || { tail -20 $(JARS)/.archive-run/run.log; exit 1; }
+	rm -rf $(JARS)/.archive-run
+	@test -s $@ && echo "recorded $@ ($$(du -m $@ | cut -f1) MB)"
+
+class-archive: $(CLASS_ARCHIVE) ## Record the driver JVM's class archive (faster job start), part of make install
 
 $(MINIO_BIN):
 	@command -v go >/dev/null || { echo "Go is needed to build MinIO for the S3 tests"; exit 1; }
@@ -87,7 +101,7 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP) ## Install checkov (infrastructure scanner) into .venv-tools
 
-demo-data: $(STAMP) $(JARS_STAMP) ## Generate the demo batch (20k order items, ~1% defects) under out/demo
+demo-data: $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Generate the demo batch (20k order items, ~1% defects) under out/demo
 	$(PY) -m jobs.generate --out $(DEMO) --items 20000 --parts 3 --batch-id demo-0001
 
 validate: $(STAMP) $(JARS_STAMP) ## Validate the demo batch into out/lake
@@ -98,13 +112,13 @@ transform: $(STAMP) $(JARS_STAMP) ## Compute the demo batch's daily KPIs into ou
 
 run: prereqs demo-data validate transform ## Generate a demo batch, validate it and compute KPIs, locally (no AWS, no Docker)
 
-test: prereqs $(STAMP) $(JARS_STAMP) $(MINIO_BIN) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
+test: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: prereqs $(STAMP) $(JARS_STAMP) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)
+bench: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
-bench-quick: prereqs $(STAMP) $(JARS_STAMP) ## A fast look: 100k and 1M, one run each
+bench-quick: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## A fast look: 100k and 1M, one run each
 	$(PY) -m tests.bench --quick
 
 lint: $(STAMP) ## ruff (lint + format check) and the import layers (import-linter)

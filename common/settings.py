@@ -131,6 +131,10 @@ class Settings(BaseSettings):
         description="Spark master URL (default: spark-submit's --master, else local[*]).",
     )
     spark_driver_memory: str = Field(default="2g", description="Spark driver memory.")
+    spark_driver_java_options: str = Field(
+        default="",
+        description="Extra driver JVM options (when the job starts the JVM, not under spark-submit).",
+    )
     spark_shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
     spark_broadcast_mb: int = Field(
         default=64, ge=0, description="Broadcast joins up to this size (parent-key lookups avoid shuffles)."

@@ -67,6 +67,16 @@ def create_kpi_tables(ddb: Any) -> None:
     )
 
 
+def create_lock_table(ddb: Any, name: str) -> None:
+    """The lake's writer-lease table of infra/template.yaml (same key)."""
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "lake", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lake", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def create_tables(ddb: Any) -> None:
     ddb.create_table(
         TableName=INGESTION_TABLE,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables
+from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
 from tests.conftest import read_s3_with
 from tests.minio_server import Minio
 from tests.moto_server import client, moto_server
@@ -43,12 +43,7 @@ def dynamodb() -> Iterator[str]:
     with moto_server() as url:
         ddb = client("dynamodb", url)
         create_kpi_tables(ddb)
-        ddb.create_table(
-            TableName=LOCK_TABLE,
-            KeySchema=[{"AttributeName": "lake", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "lake", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_lock_table(ddb, LOCK_TABLE)
         yield url
 
 

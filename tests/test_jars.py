@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigurationError
-from common.io.spark import pinned_jars
+from common.io.spark import CLASS_ARCHIVE, driver_java_options, pinned_jars
 from common.settings import Settings
 
 
@@ -22,3 +22,15 @@ def test_the_pinned_jars_are_complete() -> None:
     assert any(j.name == "delta-spark_2.13-4.4.0.jar" for j in jars)
     assert any(j.name == "hadoop-aws-3.5.0.jar" for j in jars)
     assert not any(j.name.startswith("bundle-") for j in jars)  # the SDK's 600 MB bundle stays out
+
+
+def test_the_driver_maps_the_class_archive_only_when_there_is_one(tmp_path: Path) -> None:
+    settings = Settings(jars_dir=str(tmp_path))
+    assert driver_java_options(settings) == "-Duser.timezone=UTC"
+    (tmp_path / CLASS_ARCHIVE).write_bytes(b"")
+    assert driver_java_options(settings) == (
+        f"-Duser.timezone=UTC -XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE} -Xshare:auto"
+    )
+    assert driver_java_options(Settings(jars_dir="", spark_driver_java_options="-Xss4m")) == (
+        "-Duser.timezone=UTC -Xss4m"
+    )

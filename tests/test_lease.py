@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from common.io.lease import LakeBusyError, LakeLease, LeaseLostError
+from tests.aws_stack import create_lock_table
 
 TABLE, LAKE = "locks", "s3://bucket/lake"
 
@@ -27,12 +28,7 @@ class Clock:
 def ddb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "lake", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "lake", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_lock_table(client, TABLE)
         yield client
 
 

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.generator import GeneratorConfig, generate_batch
-from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables
+from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
 from tests.conftest import read_s3_with
 from tests.minio_server import Minio
 from tests.moto_server import client, moto_server
@@ -178,12 +178,7 @@ def test_two_jobs_writing_one_lake_at_once_never_both_commit(
     """A manual run beside the pipeline: the lake's lease lets one job write; the other fails with a
     clear message and no commit, and succeeds when re-run. The tables hold both batches exactly once."""
     ddb = client("dynamodb", dynamodb_endpoint)
-    ddb.create_table(
-        TableName=LOCK_TABLE,
-        KeySchema=[{"AttributeName": "lake", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "lake", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_lock_table(ddb, LOCK_TABLE)
     lake = f"s3://{BUCKET}/shared-lake"
     manifests, truths = {}, {}
     for index, batch in enumerate(("w-1", "w-2")):
