@@ -58,13 +58,7 @@ jars: $(JARS_STAMP) ## Fetch the pinned JVM jars (jvm-deps.xml) into .jars/
 
 # A small validate + transform run in one JVM that records the classes it loads at exit.
 $(CLASS_ARCHIVE): $(JARS_STAMP) | $(STAMP)
-	rm -rf $(JARS)/.archive-run && rm -f $@
-	$(PY) -m jobs.generate --out $(JARS)/.archive-run/in --items 2000 --parts 2 --batch-id archive > /dev/null
-	ECOM_SPARK_DRIVER_JAVA_OPTIONS=-XX:ArchiveClassesAtExit=$(CURDIR)/$@ ECOM_LOG_FORMAT=text ECOM_SPARK_MASTER='local[2]' \
-	  $(PY) -m jobs.run --manifest $(JARS)/.archive-run/in/manifest.json --lake-root $(JARS)/.archive-run/lake \
-	  > $(JARS)/.archive-run/run.log 2>&1 || { tail -20 $(JARS)/.archive-run/run.log; exit 1; }
-	rm -rf $(JARS)/.archive-run
-	@test -s $@ && echo "recorded $@ ($$(du -m $@ | cut -f1) MB)"
+	.ci/class-archive.sh $(PY) $@
 
 class-archive: $(CLASS_ARCHIVE) ## Record the driver JVM's class archive (faster job start), part of make install
 
