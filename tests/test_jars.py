@@ -29,7 +29,8 @@ def test_the_driver_maps_the_class_archive_only_when_there_is_one(tmp_path: Path
     assert driver_java_options(settings) == "-Duser.timezone=UTC"
     (tmp_path / CLASS_ARCHIVE).write_bytes(b"")
     assert driver_java_options(settings) == (
-        f"-Duser.timezone=UTC -XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE} -Xshare:auto"
+        f"-Duser.timezone=UTC -XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE} -Xshare:auto "
+        "-Xlog:cds=off -Xlog:cds+dynamic=off"
     )
     assert driver_java_options(Settings(jars_dir="", spark_driver_java_options="-Xss4m")) == (
         "-Duser.timezone=UTC -Xss4m"

@@ -53,7 +53,13 @@ def driver_java_options(settings: Settings) -> str:
     options = ["-Duser.timezone=UTC"]
     archive = Path(settings.jars_dir) / CLASS_ARCHIVE if settings.jars_dir else None
     if archive is not None and archive.is_file():
-        options += [f"-XX:SharedArchiveFile={archive.resolve()}", "-Xshare:auto"]
+        # A stale archive (the JDK or the jars changed) is skipped; its warning would go to stdout.
+        options += [
+            f"-XX:SharedArchiveFile={archive.resolve()}",
+            "-Xshare:auto",
+            "-Xlog:cds=off",
+            "-Xlog:cds+dynamic=off",
+        ]
     if settings.spark_driver_java_options:
         options.append(settings.spark_driver_java_options)
     return " ".join(options)
