@@ -16,8 +16,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.generator import GeneratorConfig, generate_batch
+from common.usecases.stage_batch import stage_batch
 from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
-from tests.conftest import read_s3_with
+from tests.conftest import make_settings, read_s3_with
 from tests.minio_server import Minio
 from tests.moto_server import client, moto_server
 
@@ -59,17 +60,13 @@ def job_env(minio: Minio, dynamodb: str | None = None, **extra: str) -> dict[str
     return env
 
 
-def upload_batch(s3: Any, local: Path, batch_id: str) -> str:
-    files = json.loads((local / "manifest.json").read_text())["files"]
-    remote: dict[str, list[str]] = {}
-    for name, paths in files.items():
-        for path in paths:
-            key = f"raw/{name}/{batch_id}/{Path(path).name}"
-            s3.upload_file(path, BUCKET, key)
-            remote.setdefault(name, []).append(f"s3://{BUCKET}/{key}")
-    manifest_key = f"manifests/{batch_id}.json"
-    s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=json.dumps({"batch_id": batch_id, "files": remote}))
-    return f"s3://{BUCKET}/{manifest_key}"
+def upload_batch(minio: Minio, local: Path) -> str:
+    """Stage a generated batch in MinIO the way `generate --upload` does (the landing-zone layout)."""
+    with pytest.MonkeyPatch.context() as env:  # the default credentials chain, as the job reads it
+        env.setenv("AWS_ACCESS_KEY_ID", minio.access_key)
+        env.setenv("AWS_SECRET_ACCESS_KEY", minio.secret_key)
+        settings = make_settings(s3_endpoint_url=minio.endpoint)
+        return stage_batch(local / "manifest.json", f"s3://{BUCKET}", settings)
 
 
 def read_json(s3: Any, key: str) -> dict[str, Any]:
@@ -83,8 +80,10 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comple
 def test_validate_reads_raw_files_and_writes_delta_in_s3(
     minio: Minio, s3: Any, spark: SparkSession, tmp_path: Path
 ) -> None:
-    truth = generate_batch(tmp_path / "in", GeneratorConfig(items=1500, parts=2, seed=3, defect_rate=0.02))
-    manifest = upload_batch(s3, tmp_path / "in", "s3-b1")
+    truth = generate_batch(
+        tmp_path / "in", GeneratorConfig(items=1500, parts=2, seed=3, defect_rate=0.02), batch_id="s3-b1"
+    )
+    manifest = upload_batch(minio, tmp_path / "in")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     lake = f"s3://{BUCKET}/lake"
@@ -145,9 +144,11 @@ def test_validate_then_transform_against_s3_and_dynamodb(
     ddb = client("dynamodb", dynamodb_endpoint)
     create_kpi_tables(ddb)
     generate_batch(
-        tmp_path / "in", GeneratorConfig(items=1000, parts=2, seed=9, defect_rate=0, warning_rate=0)
+        tmp_path / "in",
+        GeneratorConfig(items=1000, parts=2, seed=9, defect_rate=0, warning_rate=0),
+        batch_id="flow-1",
     )
-    manifest = upload_batch(s3, tmp_path / "in", "flow-1")
+    manifest = upload_batch(minio, tmp_path / "in")
     env = job_env(
         minio,
         dynamodb_endpoint,
@@ -193,8 +194,8 @@ def test_two_jobs_writing_one_lake_at_once_never_both_commit(
             first_item_id=first,
             first_product_id=first,
         )
-        truths[batch] = generate_batch(tmp_path / batch, config)
-        manifests[batch] = upload_batch(s3, tmp_path / batch, batch)
+        truths[batch] = generate_batch(tmp_path / batch, config, batch_id=batch)
+        manifests[batch] = upload_batch(minio, tmp_path / batch)
     env = job_env(
         minio,
         dynamodb_endpoint,
