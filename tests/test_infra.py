@@ -11,35 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from common.settings import Settings
+from orchestration import batcher
 from orchestration.config import Config
+from tests.aws_stack import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
 ASL = (ROOT / "infra" / "statemachine.asl.json").read_text()
 BIN = Path(sys.executable).parent
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags (!Ref, !Sub, ...) as plain dicts."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
-TEMPLATE: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(), Loader=_CfnLoader)
-RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 
 def _of_type(kind: str) -> dict[str, Any]:
@@ -107,7 +88,7 @@ def test_lambda_environment_names_are_read_by_the_lambda_config() -> None:
 def test_tables_have_the_keys_ttl_and_stream_the_code_expects() -> None:
     ingestion = RESOURCES["IngestionTable"]["Properties"]
     assert [k["AttributeName"] for k in ingestion["KeySchema"]] == ["group_key", "file_id"]
-    assert ingestion["TimeToLiveSpecification"] == {"AttributeName": "debounce_deadline", "Enabled": True}
+    assert ingestion["TimeToLiveSpecification"] == {"AttributeName": batcher.TTL_ATTRIBUTE, "Enabled": True}
     assert [i["IndexName"] for i in ingestion["GlobalSecondaryIndexes"]] == ["pending-index"]
     chunks = RESOURCES["ChunksTable"]["Properties"]
     assert chunks["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import sys
@@ -16,9 +17,9 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from common.io.manifest import resolve_batch
-from orchestration import batcher, dispatch, ingest
+from orchestration import batcher, dispatch, ingest, ops
 from orchestration.config import Config
-from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, create_tables
+from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, RESOURCES, create_tables
 from tests.conftest import make_settings
 
 REGION = "us-east-1"
@@ -58,17 +59,26 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         }
 
 
-def s3_event(*keys: str, etag: str = "abc", size: int = 100) -> dict[str, Any]:
+def s3_event(*keys: str, etag: str = "abc", size: int = 100, at: float | None = None) -> dict[str, Any]:
+    """An S3 ObjectCreated notification; ``at`` is S3's eventTime (epoch seconds)."""
+    stamp = {} if at is None else {"eventTime": _iso(at)}
     return {
         "Records": [
             {
                 "eventSource": "aws:s3",
                 "eventName": "ObjectCreated:Put",
+                **stamp,
                 "s3": {"bucket": {"name": BUCKET}, "object": {"key": k, "size": size, "eTag": etag}},
             }
             for k in keys
         ]
     }
+
+
+def _iso(seconds: float) -> str:
+    return (
+        dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def records(aws: dict[str, Any]) -> list[dict[str, Any]]:
@@ -141,20 +151,70 @@ def test_batching_respects_the_byte_limit_and_max_wait(aws: dict[str, Any]) -> N
     assert [len(c["files"]) for c in chunks(aws)] == [2, 2] and len(created) == 2
 
 
-def test_two_batchers_racing_never_put_a_file_in_two_batches(aws: dict[str, Any], atomic_moto: None) -> None:
-    ingest.handler(s3_event(*[f"raw/orders/part-{i}.csv" for i in range(9)]), now=T0)
-    results: list[list[str]] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(batcher.run(aws["ddb"], aws["config"], now=T0 + 200)))
-        for _ in range(6)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+def test_a_batcher_with_a_stale_view_cannot_batch_a_file_again(aws: dict[str, Any]) -> None:
+    """Two batchers see different snapshots (a file arrived between their scans): their chunks have
+    different ids, so only the per-file condition keeps a file out of a second batch."""
+    ingest.handler(s3_event(*[f"raw/orders/part-{i}.csv" for i in range(3)], at=T0), now=T0)
+    table = aws["ddb"].Table(INGESTION_TABLE)
+    stale = batcher.pending_files(table)["default"]  # batcher A scans: 3 files
+    ingest.handler(s3_event("raw/orders/part-3.csv", at=T0 + 1), now=T0 + 1)
+    fresh = batcher.pending_files(table)["default"]  # batcher B scans: 4 files, and cuts them
+    client = aws["ddb"].meta.client
+    assert batcher.create_chunk(client, aws["config"], "default", fresh, T0 + 200) is not None
+    assert batcher.create_chunk(client, aws["config"], "default", stale, T0 + 201) is None
     files = [f for c in chunks(aws) for f in c["files"]]
-    assert len(files) == len(set(files)) == 9
-    assert sorted(b for r in results for b in r) == [c["batch_id"] for c in chunks(aws)]
+    assert len(chunks(aws)) == 1 and sorted(files) == sorted(set(files)) and len(files) == 4
+
+
+def test_racing_batchers_on_skewed_clocks_batch_each_file_once_in_arrival_order(
+    aws: dict[str, Any], atomic_moto: None
+) -> None:
+    """Files keep arriving in six groups while four batchers, each on its own (skewed) clock,
+    cut chunks concurrently: every file lands in exactly one batch, and batch ids sort in the
+    order the groups' newest files arrived, whichever batcher (clock) cut them."""
+    config = Config(**{**aws["config"].__dict__, "debounce_seconds": 10, "max_files_per_chunk": 50})
+    skews = [-600.0, -5.0, 0.0, 900.0]
+    arrived_at: dict[str, float] = {}  # s3 path -> S3's event time
+    stop = threading.Event()
+    results: list[str] = []
+
+    def batch(skew: float) -> None:
+        rng = random.Random(skew)
+        while not stop.is_set():
+            # each batcher's clock: past every deadline, offset by its own skew
+            results.extend(batcher.run(aws["ddb"], config, now=T0 + 2000 + skew + rng.random()))
+
+    workers = [threading.Thread(target=batch, args=(skew,)) for skew in skews]
+    for thread in workers:
+        thread.start()
+    for i in range(6):
+        for part in range(3):
+            at = T0 + i * 60 + part
+            key = f"raw/orders/g{i}/part-{part}.csv"
+            ingest.handler(s3_event(key, at=at), now=at)
+            arrived_at[f"s3://{BUCKET}/{key}"] = at
+    while batcher.pending_files(aws["ddb"].Table(INGESTION_TABLE)):
+        pass
+    stop.set()
+    for thread in workers:
+        thread.join()
+    made = chunks(aws)  # in batch id order
+    files = [f for c in made for f in c["files"]]
+    assert len(files) == len(set(files)) == 18
+    assert sorted(results) == [c["batch_id"] for c in made]
+    newest = [max(arrived_at[f] for f in c["files"]) for c in made]
+    assert newest == sorted(newest), "a batch holding later files sorts before one holding earlier files"
+
+
+def test_batch_ids_follow_file_arrival_not_the_batchers_clock(aws: dict[str, Any]) -> None:
+    """A batcher whose clock runs 20 minutes fast cuts the first group; an accurate one cuts a
+    group whose files arrived later. The later files' batch must sort after (it wins)."""
+    ingest.handler(s3_event("raw/orders/early/part-0.csv", at=T0), now=T0)
+    first = batcher.run(aws["ddb"], aws["config"], now=T0 + 200 + 1200)
+    ingest.handler(s3_event("raw/orders/late/part-0.csv", at=T0 + 300), now=T0 + 300)
+    second = batcher.run(aws["ddb"], aws["config"], now=T0 + 500)
+    assert len(first) == len(second) == 1
+    assert first[0] < second[0]
 
 
 # -- dispatch ----------------------------------------------------------------------------------
@@ -289,6 +349,10 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
         while not stop.is_set():
             for item in table.scan(ConsistentRead=True)["Items"]:
                 if item.get("status") == "processing" and rng.random() < 0.3:
+                    try:  # the dispatcher records an attempt just before it starts the execution
+                        aws["sfn"].describe_execution(executionArn=item["execution_arn"])
+                    except aws["sfn"].exceptions.ExecutionDoesNotExist:
+                        continue
                     if rng.random() < 0.7:
                         _complete(aws, item["batch_id"])
                     aws["sfn"].stop_execution(executionArn=item["execution_arn"])
@@ -313,3 +377,148 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
     assert {c["batch_id"]: c["status"] in {"completed", "failed"} for c in chunks(aws)} == dict.fromkeys(
         batch_ids, True
     )
+
+
+# -- no file lost ------------------------------------------------------------------------------
+
+
+def _ttl_sweep(aws: dict[str, Any], now: float) -> int:
+    """What DynamoDB's TTL does, on the attribute the template configures: delete every item
+    whose TTL attribute is a time before ``now``."""
+    spec = RESOURCES["IngestionTable"]["Properties"]["TimeToLiveSpecification"]
+    assert spec["Enabled"] is True
+    table = aws["ddb"].Table(INGESTION_TABLE)
+    expired = [
+        i for i in table.scan(ConsistentRead=True)["Items"] if int(i.get(spec["AttributeName"], now)) < now
+    ]
+    for item in expired:
+        table.delete_item(Key={"group_key": item["group_key"], "file_id": item["file_id"]})
+    return len(expired)
+
+
+def test_a_file_is_not_lost_when_the_batcher_is_down_past_its_deadline(aws: dict[str, Any]) -> None:
+    ingest.handler(s3_event("raw/orders/part-0.csv", at=T0), now=T0)
+    three_days = T0 + 3 * 86400  # the batcher was down for three days
+    assert _ttl_sweep(aws, three_days) == 0
+    assert len(batcher.run(aws["ddb"], aws["config"], now=three_days)) == 1
+    assert chunks(aws)[0]["files"] == [f"s3://{BUCKET}/raw/orders/part-0.csv"]
+    # once batched, the record is kept for the retention period, then expires
+    assert _ttl_sweep(aws, three_days + 29 * 86400) == 0
+    assert _ttl_sweep(aws, three_days + 31 * 86400) == 1
+
+
+def test_a_key_too_long_for_a_dynamodb_sort_key_is_still_recorded_and_batched(aws: dict[str, Any]) -> None:
+    key = "raw/orders/g/" + "p" * 1000 + ".csv"  # S3 allows 1024 bytes; file_id adds #<etag>
+    assert ingest.handler(s3_event(key, etag="e" * 32, at=T0), now=T0) == {"recorded": 1, "ignored": 0}
+    assert ingest.handler(s3_event(key, etag="e" * 32, at=T0), now=T0 + 1)["ignored"] == 1
+    (record,) = records(aws)
+    assert len(record["file_id"].encode()) <= 1024 and record["s3_path"] == f"s3://{BUCKET}/{key}"
+    batcher.run(aws["ddb"], aws["config"], now=T0 + 200)
+    assert chunks(aws)[0]["files"] == [f"s3://{BUCKET}/{key}"]
+
+
+# -- re-runs and hand-started batches --------------------------------------------------------------
+
+
+def _fail_in_flight(aws: dict[str, Any], d: dispatch.Dispatcher, now: float) -> str:
+    """The in-flight execution is aborted; the next tick marks its batch failed."""
+    (item,) = [c for c in chunks(aws) if c["status"] == "processing"]
+    aws["sfn"].stop_execution(executionArn=item["execution_arn"], error="Aborted", cause="test")
+    d.tick(now=now)
+    assert {c["batch_id"]: c["status"] for c in chunks(aws)}[item["batch_id"]] == "failed"
+    return str(item["batch_id"])
+
+
+def test_a_failed_batch_rerun_through_the_queue_gets_a_new_execution_and_keeps_its_history(
+    aws: dict[str, Any],
+) -> None:
+    (batch_id,) = _pending_batches(aws, 1)
+    d = _dispatcher(aws)
+    d.tick(now=T0 + 300)
+    _fail_in_flight(aws, d, T0 + 400)
+    requeued = ops.requeue(aws["ddb"].Table(CHUNKS_TABLE), batch_id, T0 + 500)
+    assert requeued["status"] == "pending"
+    assert d.tick(now=T0 + 600) == batch_id
+    assert d.tick(now=T0 + 700) == batch_id  # still running: not marked failed again
+    (item,) = chunks(aws)
+    assert (item["status"], item["attempt"]) == ("processing", 2)
+    assert item["execution_arn"].endswith(f":{dispatch.execution_name(batch_id, 2)}")
+    assert [h["attempt"] for h in item["history"]] == [1]
+    assert "ABORTED" in item["history"][0]["failure"] and "failure" not in item
+    names = sorted(e["name"] for e in aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"])
+    assert names == [dispatch.execution_name(batch_id, 1), dispatch.execution_name(batch_id, 2)]
+    _complete(aws, batch_id)
+    assert d.tick(now=T0 + 800) is None
+    assert chunks(aws)[0]["status"] == "completed"
+
+
+def test_only_a_failed_batch_can_be_requeued(aws: dict[str, Any]) -> None:
+    (batch_id,) = _pending_batches(aws, 1)
+    table = aws["ddb"].Table(CHUNKS_TABLE)
+    with pytest.raises(ops.OpsError, match="is pending: only a failed batch"):
+        ops.requeue(table, batch_id, T0)
+    with pytest.raises(ops.OpsError, match="no batch 'nope'"):
+        ops.requeue(table, "nope", T0)
+
+
+def test_a_crash_between_recording_an_attempt_and_starting_it_is_repaired(aws: dict[str, Any]) -> None:
+    (batch_id,) = _pending_batches(aws, 1)
+    d = _dispatcher(aws)
+    launch = d._launch
+    d._launch = lambda *_: None  # type: ignore[method-assign]  # the Lambda dies before StartExecution
+    d.tick(now=T0 + 300)
+    assert chunks(aws)[0]["status"] == "processing"
+    assert aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"] == []
+    d._launch = launch  # type: ignore[method-assign]
+    assert d.tick(now=T0 + 360) == batch_id
+    (execution,) = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
+    assert execution["executionArn"] == chunks(aws)[0]["execution_arn"]
+
+
+def test_files_submitted_by_hand_go_through_the_queue_in_arrival_order(aws: dict[str, Any]) -> None:
+    """A hand-started batch is a proper chunk: it waits for the one in flight, and its id sorts by
+    when its files arrived (S3's LastModified), not after every generated id."""
+    (earlier,) = _pending_batches(aws, 1)  # files that arrived at T0 (2026-11-19)
+    d = _dispatcher(aws)
+    assert d.tick(now=T0 + 300) == earlier
+    keys = ["raw/orders/manual/part-0.csv", "raw/order_items/manual/part-0.csv"]
+    for key in keys:  # uploaded now: S3 stamps LastModified with today's date (after T0)
+        aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"order_id\n1\n")
+    (manual,) = ops.submit(aws["ddb"], aws["s3"], aws["config"], [f"s3://{BUCKET}/{k}" for k in keys], T0)
+    assert manual > earlier
+    assert d.tick(now=T0 + 400) == earlier  # the lock holds: the hand-started batch waits
+    _complete(aws, earlier)
+    assert d.tick(now=T0 + 500) == manual
+    assert sorted({c["batch_id"]: c for c in chunks(aws)}[manual]["files"]) == sorted(
+        f"s3://{BUCKET}/{k}" for k in keys
+    )
+    with pytest.raises(ops.OpsError, match=f"already in batch {manual}"):
+        ops.submit(aws["ddb"], aws["s3"], aws["config"], [f"s3://{BUCKET}/{keys[0]}"], T0)
+    with pytest.raises(ops.OpsError, match="expected a raw file"):
+        ops.submit(aws["ddb"], aws["s3"], aws["config"], [f"s3://{BUCKET}/manifests/x.json"], T0)
+    with pytest.raises(ops.OpsError, match="does not exist"):
+        ops.submit(aws["ddb"], aws["s3"], aws["config"], [f"s3://{BUCKET}/raw/orders/missing.csv"], T0)
+
+
+def test_the_dead_letter_queue_is_drained_into_the_ingestion_table(aws: dict[str, Any]) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(s3_event("raw/orders/lost.csv", at=T0)))
+    sqs.send_message(QueueUrl=url, MessageBody="not an event")
+    counts = ops.drain_dlq(sqs, url, aws["ddb"].Table(INGESTION_TABLE), aws["config"])
+    assert counts == {"messages": 2, "recorded": 1, "duplicates": 0, "kept": 1}
+    assert [r["s3_path"] for r in records(aws)] == [f"s3://{BUCKET}/raw/orders/lost.csv"]
+
+
+def test_the_dispatcher_reports_backlog_and_in_flight_age(aws: dict[str, Any]) -> None:
+    _pending_batches(aws, 2)
+    d = _dispatcher(aws)
+    d.tick(now=T0 + 300)
+    values = d.queue_metrics(now=T0 + 900)
+    assert values["PendingBatches"] == 1
+    assert values["InFlightSeconds"] == 600  # started at T0 + 300
+    assert values["OldestPendingSeconds"] == 700  # created by the batcher at T0 + 200
+    line = json.loads(dispatch.metrics_line(aws["arn"], values, T0 + 900))
+    metrics = line["_aws"]["CloudWatchMetrics"][0]
+    assert metrics["Namespace"] == dispatch.METRICS_NAMESPACE
+    assert {m["Name"] for m in metrics["Metrics"]} == set(values) and line["StateMachine"] == "ecom-pipeline"

@@ -23,6 +23,8 @@ from botocore.exceptions import ClientError
 from orchestration.config import Config
 from orchestration.ingest import PENDING_INDEX
 
+TTL_ATTRIBUTE = "expires_at"  # the ingestion table's TTL attribute (infra/template.yaml)
+
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
@@ -45,7 +47,7 @@ def split_chunks(files: list[dict[str, Any]], config: Config) -> list[list[dict[
     chunks: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
     size = 0
-    for item in sorted(files, key=lambda f: (int(f["arrival_ts"]), f["file_id"])):
+    for item in sorted(files, key=lambda f: (arrival_ms(f), f["file_id"])):
         item_size = int(item.get("size", 0))
         if current and (
             len(current) >= config.max_files_per_chunk or size + item_size > config.max_bytes_per_chunk
@@ -59,12 +61,25 @@ def split_chunks(files: list[dict[str, Any]], config: Config) -> list[list[dict[
     return chunks
 
 
-def batch_id_for(group: str, files: list[dict[str, Any]], now: float, sequence: int) -> str:
-    """Time and sequence first, so batch ids sort in creation order (dispatch order, and the
-    validate job's rule that a later batch's record wins, rely on it)."""
+def arrival_ms(item: dict[str, Any]) -> int:
+    """When S3 created the file (records written before ``arrival_ms`` existed: whole seconds)."""
+    return int(item["arrival_ms"]) if "arrival_ms" in item else int(item["arrival_ts"]) * 1000
+
+
+def batch_id_for(group: str, files: list[dict[str, Any]], ordinal: int = 0) -> str:
+    """``<newest arrival, ms, UTC>-<ordinal>-<digest>``: batch ids sort by when their newest file
+    arrived in S3 (S3's event time, not a batcher's clock), so "the later batch wins" means "the
+    batch holding the later file wins" however late, or on whichever clock, a batcher runs.
+
+    ``ordinal`` orders the chunks of one group cut in one pass (they can share a newest
+    millisecond); the digest of the group and the files makes the id unique: two batchers cutting
+    the same files compute the same id (the chunk's conditional write keeps one), different files
+    give different ids.
+    """
     digest = hashlib.sha1("\n".join([group, *sorted(f["file_id"] for f in files)]).encode()).hexdigest()[:10]
-    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{sequence:04d}-{digest}"
+    newest = max(arrival_ms(f) for f in files)
+    moment = dt.datetime.fromtimestamp(newest / 1000, dt.UTC)
+    return f"{moment:%Y%m%dT%H%M%S}{newest % 1000:03d}Z-{ordinal:02d}-{digest}"
 
 
 def group_is_ready(files: list[dict[str, Any]], config: Config, now: float) -> bool:
@@ -74,18 +89,25 @@ def group_is_ready(files: list[dict[str, Any]], config: Config, now: float) -> b
 
 
 def create_chunk(
-    client: Any, config: Config, group: str, files: list[dict[str, Any]], now: float, sequence: int
+    client: Any, config: Config, group: str, files: list[dict[str, Any]], now: float, ordinal: int = 0
 ) -> str | None:
-    """Write the chunk and mark its files in one transaction; None when another writer won."""
-    batch_id = batch_id_for(group, files, now, sequence)
+    """Write the chunk and mark its files in one transaction; None when another writer won.
+
+    Each file's record gets its TTL (``expires_at``) only now, a retention period after it was
+    batched: a record can never expire before it is in a batch, however late the batcher runs.
+    """
+    batch_id = batch_id_for(group, files, ordinal)
     chunk = {
         "batch_id": batch_id,
         "group_key": group,
         "files": [f["s3_path"] for f in files],
         "total_bytes": sum(int(f.get("size", 0)) for f in files),
         "status": "pending",
+        "attempt": 0,
+        "newest_arrival_ms": max(arrival_ms(f) for f in files),
         "created_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
     }
+    expires_at = int(now) + config.record_retention_days * 86400
     actions: list[dict[str, Any]] = [
         {
             "Put": {
@@ -100,14 +122,15 @@ def create_chunk(
             "Update": {
                 "TableName": config.ingestion_table,
                 "Key": {"group_key": f["group_key"], "file_id": f["file_id"]},
-                "UpdateExpression": "SET #done = :t, #batch = :b REMOVE #pending",
+                "UpdateExpression": "SET #done = :t, #batch = :b, #ttl = :e REMOVE #pending",
                 "ConditionExpression": "attribute_exists(#pending)",
                 "ExpressionAttributeNames": {
                     "#done": "processed",
                     "#batch": "batch_id",
                     "#pending": "pending",
+                    "#ttl": TTL_ATTRIBUTE,
                 },
-                "ExpressionAttributeValues": {":t": True, ":b": batch_id},
+                "ExpressionAttributeValues": {":t": True, ":b": batch_id, ":e": expires_at},
             }
         }
         for f in files
@@ -129,13 +152,11 @@ def run(resource: Any, config: Config, now: float) -> list[str]:
     """One batching pass; returns the batch ids it created."""
     table = resource.Table(config.ingestion_table)
     created = []
-    sequence = 0
     for group, files in sorted(pending_files(table).items()):
         if not group_is_ready(files, config, now):
             continue
-        for chunk in split_chunks(files, config):
-            batch_id = create_chunk(resource.meta.client, config, group, chunk, now, sequence)
-            sequence += 1
+        for ordinal, chunk in enumerate(split_chunks(files, config)):
+            batch_id = create_chunk(resource.meta.client, config, group, chunk, now, ordinal)
             if batch_id:
                 created.append(batch_id)
     return created

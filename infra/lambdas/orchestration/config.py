@@ -26,6 +26,7 @@ class Config:
     max_wait_seconds: int = 900
     max_files_per_chunk: int = 50
     max_bytes_per_chunk: int = 5 * 1024**3
+    record_retention_days: int = 30  # a batched file's record is kept this long (then TTL deletes it)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -48,6 +49,7 @@ class Config:
                 max_wait_seconds=int(env.get("ECOM_MAX_WAIT_SECONDS", "900")),
                 max_files_per_chunk=int(env.get("ECOM_MAX_FILES_PER_CHUNK", "50")),
                 max_bytes_per_chunk=int(env.get("ECOM_MAX_BYTES_PER_CHUNK", str(5 * 1024**3))),
+                record_retention_days=int(env.get("ECOM_RECORD_RETENTION_DAYS", "30")),
             )
         except KeyError as exc:
             raise ConfigError(f"missing environment variable {exc.args[0]}") from exc
@@ -56,4 +58,6 @@ class Config:
         if not 1 <= config.max_files_per_chunk <= 99:
             # one DynamoDB transaction holds the chunk and its files: at most 100 items
             raise ConfigError("ECOM_MAX_FILES_PER_CHUNK must be between 1 and 99")
+        if config.record_retention_days < 1:
+            raise ConfigError("ECOM_RECORD_RETENTION_DAYS must be at least 1")
         return config

@@ -2,10 +2,14 @@
 
 At most one batch is in flight. A lock item in the chunks table names it; taking the lock is a
 conditional write, so concurrent invocations (duplicate stream records, controller ticks) cannot
-start two batches. Starting a batch writes its manifest (paths split by dataset) and starts the
-state machine with an execution name derived from the batch id, so a repeated start is harmless.
-When the in-flight batch has ended, the lock is released and the oldest pending batch starts; a
-batch still marked ``processing`` whose execution already ended is marked ``failed``.
+start two batches. Starting a batch writes its manifest (paths split by dataset), records the
+attempt (``pending`` -> ``processing`` with the execution's ARN, decided before the call), then
+starts the state machine with an execution name of batch id + attempt: a repeated start of the
+same attempt is harmless, and a re-queued batch (``python -m orchestration.ops rerun``) gets a
+new execution. A crash between recording and starting is repaired by the next tick (the recorded
+execution does not exist yet, so it is started). When the in-flight batch has ended, the lock is
+released and the oldest pending batch starts; a batch still marked ``processing`` whose
+execution already ended is marked ``failed``.
 """
 
 from __future__ import annotations
@@ -30,9 +34,16 @@ STATUS_INDEX = "status-index"
 ENDED = {"FAILED", "TIMED_OUT", "ABORTED"}
 
 
-def execution_name(batch_id: str) -> str:
-    """Step Functions execution names: 1-80 chars of [A-Za-z0-9-_]."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", batch_id)[:80]
+def execution_name(batch_id: str, attempt: int = 1) -> str:
+    """``<batch id>-a<attempt>``: Step Functions execution names are 1-80 chars of [A-Za-z0-9-_]
+    and unique per state machine for 90 days, so each attempt needs its own."""
+    suffix = f"-a{attempt}"
+    return re.sub(r"[^A-Za-z0-9_-]", "-", batch_id)[: 80 - len(suffix)] + suffix
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN Step Functions gives an execution of ``state_machine_arn`` named ``name``."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
 
 def build_manifest(batch: dict[str, Any], config: Config) -> dict[str, Any]:
@@ -56,6 +67,8 @@ def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
         "result_uri": f"s3://{config.bucket}/{result_key}",
         "result_bucket": config.bucket,
         "result_key": result_key,
+        # the small, bounded summary the job writes beside its result (all the state machine reads)
+        "summary_key": f"{config.results_prefix}{batch_id}/validate.summary.json",
     }
 
 
@@ -109,9 +122,18 @@ class Dispatcher:
         items = page.get("Items", [])
         return items[0] if items else None
 
-    def _set_status(self, batch_id: str, new: str, expected: str, **extra: Any) -> bool:
+    def _set_status(
+        self, batch_id: str, new: str, expected: str, arn: str | None = None, **extra: Any
+    ) -> bool:
+        """Conditional status change (``expected`` -> ``new``, and the attempt's execution when
+        ``arn`` is given); False when the condition did not hold."""
         names = {"#s": "status"}
         values: dict[str, Any] = {":n": new, ":e": expected}
+        condition = "#s = :e"
+        if arn is not None:
+            names["#x"] = "execution_arn"
+            values[":x"] = arn
+            condition += " AND #x = :x"
         sets = ["#s = :n"]
         for index, (key, value) in enumerate(extra.items()):
             names[f"#k{index}"] = key
@@ -121,7 +143,7 @@ class Dispatcher:
             self.table.update_item(
                 Key={"batch_id": batch_id},
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="#s = :e",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
@@ -132,26 +154,35 @@ class Dispatcher:
             raise
 
     def _start(self, batch: dict[str, Any], now: float) -> None:
+        """Record the next attempt, then start its execution."""
         batch_id = batch["batch_id"]
-        manifest = build_manifest(batch, self.config)
-        payload = execution_input(batch_id, self.config)
+        attempt = int(batch.get("attempt", 0)) + 1
+        name = execution_name(batch_id, attempt)
+        arn = execution_arn(self.config.state_machine_arn, name)
         self.s3.put_object(
             Bucket=self.config.bucket,
             Key=f"{self.config.manifest_prefix}{batch_id}.json",
-            Body=json.dumps(manifest).encode(),
+            Body=json.dumps(build_manifest(batch, self.config)).encode(),
             ContentType="application/json",
         )
-        name = execution_name(batch_id)
+        started = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
+        if self._set_status(
+            batch_id, "processing", "pending", execution_arn=arn, started_at=started, attempt=attempt
+        ):
+            self._launch(batch_id, name)
+
+    def _launch(self, batch_id: str, name: str) -> None:
+        """Start the recorded execution (a second start of the same name is a no-op)."""
         try:
             arn = self.sfn.start_execution(
-                stateMachineArn=self.config.state_machine_arn, name=name, input=json.dumps(payload)
+                stateMachineArn=self.config.state_machine_arn,
+                name=name,
+                input=json.dumps(execution_input(batch_id, self.config)),
             )["executionArn"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
                 raise
-            arn = self.config.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-        started = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
-        self._set_status(batch_id, "processing", "pending", execution_arn=arn, started_at=started)
+            arn = execution_arn(self.config.state_machine_arn, name)
         log.info(json.dumps({"msg": "batch started", "batch_id": batch_id, "execution": arn}))
 
     def _settle(self, batch: dict[str, Any], now: float) -> bool:
@@ -161,7 +192,15 @@ class Dispatcher:
             self._start(batch, now)
             return False
         if batch["status"] == "processing":
-            status = self.sfn.describe_execution(executionArn=batch["execution_arn"])["status"]
+            arn = batch["execution_arn"]
+            try:
+                status = self.sfn.describe_execution(executionArn=arn)["status"]
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                    raise
+                # a crash between recording the attempt and starting it: start it now
+                self._launch(batch_id, arn.rsplit(":", 1)[-1])
+                return False
             if status in {"RUNNING", "PENDING_REDRIVE"}:
                 return False
             ended = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
@@ -170,11 +209,13 @@ class Dispatcher:
                     batch_id,
                     "failed",
                     "processing",
+                    arn,
                     finished_at=ended,
+                    failed_step="execution",
                     failure=f"execution {status} before the state machine recorded an outcome",
                 )
             elif status == "SUCCEEDED":
-                self._set_status(batch_id, "completed", "processing", finished_at=ended)
+                self._set_status(batch_id, "completed", "processing", arn, finished_at=ended)
         self._release(batch_id)
         return True
 
@@ -204,10 +245,65 @@ class Dispatcher:
             return str(candidate["batch_id"])
         return self._holder()
 
+    # -- metrics ------------------------------------------------------------------------------
+    def queue_metrics(self, now: float) -> dict[str, float]:
+        """Backlog and in-flight age, for the alarms (a stuck batch, a growing backlog)."""
+        pending = self.table.query(
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#s = :p",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":p": "pending"},
+            Select="COUNT",
+        )["Count"]
+        oldest = self._oldest_pending()
+        holder = self._holder()
+        in_flight = self._batch(holder) if holder else None
+        return {
+            "PendingBatches": float(pending),
+            "OldestPendingSeconds": _age(oldest, "created_at", now),
+            "InFlightSeconds": _age(in_flight, "started_at", now),
+        }
+
+
+def _age(item: dict[str, Any] | None, field: str, now: float) -> float:
+    if not item or field not in item:
+        return 0.0
+    return max(0.0, now - dt.datetime.fromisoformat(str(item[field])).timestamp())
+
+
+METRICS_NAMESPACE = "EcomPipeline"
+
+
+def metrics_line(state_machine_arn: str, values: dict[str, float], now: float) -> str:
+    """One CloudWatch embedded-metric-format log line (the Lambda's log group turns it into
+    metrics; no PutMetricData permission needed)."""
+    return json.dumps(
+        {
+            "_aws": {
+                "Timestamp": int(now * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": METRICS_NAMESPACE,
+                        "Dimensions": [["StateMachine"]],
+                        "Metrics": [
+                            {"Name": name, "Unit": "Count" if name == "PendingBatches" else "Seconds"}
+                            for name in values
+                        ],
+                    }
+                ],
+            },
+            "StateMachine": state_machine_arn.rsplit(":", 1)[-1],
+            **values,
+        }
+    )
+
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     config = Config.from_env()
     dispatcher = Dispatcher(
         boto3.resource("dynamodb"), boto3.client("stepfunctions"), boto3.client("s3"), config
     )
-    return {"in_flight": dispatcher.tick()}
+    in_flight = dispatcher.tick()
+    now = time.time()
+    print(metrics_line(config.state_machine_arn, dispatcher.queue_metrics(now), now))
+    return {"in_flight": in_flight}

@@ -3,10 +3,15 @@
 Records are keyed by group and ``<key>#<etag>``, written with a condition, so S3's at-least-once
 re-delivery of an event never creates a second record. Keys outside the raw prefix or for an
 unknown dataset are skipped with a log line.
+
+A file's arrival is S3's own ``eventTime`` (one clock for every file, whichever Lambda instance
+or replay records it): batch ids are ordered by it (see ``batcher.batch_id_for``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -22,6 +27,26 @@ log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 PENDING_INDEX = "pending-index"  # sparse GSI: only unbatched files carry `pending`
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit for a range key
+
+
+def file_id_for(key: str, etag: str) -> str:
+    """``<key>#<etag>``; a key too long for DynamoDB's sort key is replaced by its SHA-256."""
+    file_id = f"{key}#{etag}"
+    if len(file_id.encode("utf-8")) <= MAX_SORT_KEY_BYTES:
+        return file_id
+    return f"sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()}#{etag}"
+
+
+def event_time_ms(record: dict[str, Any], fallback: float) -> int:
+    """S3's ``eventTime`` (ISO 8601) in epoch milliseconds; ``fallback`` (seconds) when absent."""
+    stamp = record.get("eventTime")
+    if stamp:
+        try:
+            return int(dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            log.warning(json.dumps({"msg": "unparseable eventTime, using the Lambda clock"}))
+    return int(fallback * 1000)
 
 
 def parse_key(key: str, config: Config) -> tuple[str, str] | None:
@@ -35,23 +60,30 @@ def parse_key(key: str, config: Config) -> tuple[str, str] | None:
     return parts[0], group
 
 
-def record_file(table: Any, config: Config, bucket: str, key: str, size: int, etag: str, now: float) -> bool:
-    """Write one ingestion record; False when it was already there (a re-delivered event)."""
+def record_file(
+    table: Any, config: Config, bucket: str, key: str, size: int, etag: str, arrival_ms: int
+) -> bool:
+    """Write one ingestion record; False when it was already there (a re-delivered event).
+
+    ``arrival_ms`` is when S3 created the object (its event time), in epoch milliseconds.
+    The record carries no TTL until the batcher has put it in a batch (``expires_at``).
+    """
     parsed = parse_key(key, config)
     if parsed is None:
         log.info(json.dumps({"msg": "ignored object outside raw/<dataset>/", "key": key}))
         return False
     dataset, group = parsed
-    arrival = int(now)
+    arrival = arrival_ms // 1000
     item = {
         "group_key": group,
-        "file_id": f"{key}#{etag}",
+        "file_id": file_id_for(key, etag),
         "s3_path": f"s3://{bucket}/{key}",
         "dataset": dataset,
         "part": key.rsplit("/", 1)[-1],
         "size": size,
         "arrival_ts": arrival,
-        "debounce_deadline": arrival + config.debounce_seconds,  # also the table's TTL attribute
+        "arrival_ms": arrival_ms,
+        "debounce_deadline": arrival + config.debounce_seconds,
         "processed": False,
         "pending": group,
     }
@@ -65,24 +97,24 @@ def record_file(table: Any, config: Config, bucket: str, key: str, size: int, et
     return True
 
 
+def record_event(table: Any, config: Config, record: dict[str, Any], now: float) -> bool:
+    """Record the file of one S3 event record (False: ignored or already recorded)."""
+    s3 = record.get("s3", {})
+    obj = s3.get("object", {})
+    key = unquote_plus(obj.get("key", ""))
+    etag = obj.get("eTag") or obj.get("sequencer", "")
+    bucket = s3.get("bucket", {}).get("name", config.bucket)
+    return record_file(table, config, bucket, key, int(obj.get("size", 0)), etag, event_time_ms(record, now))
+
+
 def handler(event: dict[str, Any], context: Any = None, now: float | None = None) -> dict[str, int]:
     """S3 event -> ingestion records."""
     config = Config.from_env()
     table = boto3.resource("dynamodb").Table(config.ingestion_table)
+    clock = time.time() if now is None else now
     recorded = ignored = 0
     for record in event.get("Records", []):
-        s3 = record.get("s3", {})
-        key = unquote_plus(s3.get("object", {}).get("key", ""))
-        etag = s3.get("object", {}).get("eTag") or s3.get("object", {}).get("sequencer", "")
-        ok = record_file(
-            table,
-            config,
-            s3.get("bucket", {}).get("name", config.bucket),
-            key,
-            int(s3.get("object", {}).get("size", 0)),
-            etag,
-            time.time() if now is None else now,
-        )
+        ok = record_event(table, config, record, clock)
         recorded += ok
         ignored += not ok
     return {"recorded": recorded, "ignored": ignored}
