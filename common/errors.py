@@ -28,12 +28,16 @@ class InputFileError(PipelineError):
 
     These are data problems, not internal errors: the job records them in the result as
     dataset-level errors and the batch status becomes FAILED.
+
+    ``message`` never holds text taken from the file (it goes to alerts); what the file held
+    (a header line, column names found) is in ``excerpt``, shortened, kept only in the result file.
     """
 
-    def __init__(self, file: str, message: str) -> None:
+    def __init__(self, file: str, message: str, excerpt: str | None = None) -> None:
         super().__init__(f"{file}: {message}")
         self.file = file
         self.message = message
+        self.excerpt = excerpt
 
 
 class AccountingError(PipelineError):

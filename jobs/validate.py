@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         return EXIT_CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("validation of batch %s failed", batch.batch_id)
-        _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}: {exc}")
+        # the exception's text can quote data: it goes to the log, the result names its type only
+        _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__} (see the job log)")
         return EXIT_INTERNAL
     finally:
         if spark is None and session is not None:  # only a session this call built

@@ -204,6 +204,8 @@ def create_stack(job_env: dict[str, str], retry_interval: int = 1) -> Stack:
             "RetryIntervalSeconds": str(retry_interval),
             "ValidateTimeoutSeconds": "600",
             "TransformTimeoutSeconds": "600",
+            "MaxJobAttempts": "3",
+            "ExecutionTimeoutSeconds": "1800",
         }
     )
     arn = sfn.create_state_machine(

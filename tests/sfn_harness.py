@@ -179,10 +179,17 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
             code = fargate.exit_code(started["taskArn"])
             if code is None:
                 return None
-            task = {**started, "lastStatus": "STOPPED", "containers": [{"exitCode": code}]}
+            task = {
+                **started,
+                "lastStatus": "STOPPED",
+                "stopCode": "EssentialContainerExited",
+                "stoppedReason": "Essential container in task exited",
+                "containers": [{"name": "job", "lastStatus": "STOPPED", "exitCode": code}],
+            }
             if code != 0:
-                cause = {"StoppedReason": "Essential container in task exited", "ExitCodes": [code]}
-                raise FailureEventException(_failure(self, env, cause))
+                # Step Functions fails the state with States.TaskFailed; the cause is the stopped
+                # task's description (DescribeTasks, PascalCase), holding each container's exit code.
+                raise FailureEventException(_failure(self, env, _pascal(task)))
             return _pascal(task)
 
         return resolve

@@ -30,14 +30,14 @@ def _inspect(tmp_path: Path, content: str | bytes, extra: str = "reject") -> Che
         (HEADER.replace(",brand", "") + "\n1,S1,5,J,N,20,Men\n", r"missing required column\(s\) \['brand'\]"),
         (
             HEADER + ",color\n" + ROW + ",red\n",
-            r"unexpected column\(s\) \['color'\].*ECOM_EXTRA_COLUMNS=ignore",
+            r"1 unexpected column\(s\): expected columns `id,sku.*ECOM_EXTRA_COLUMNS=ignore",
         ),
         (
             HEADER.replace(",", ";") + "\n" + ROW.replace(",", ";") + "\n",
             "semicolon-delimited.*expected comma-separated",
         ),
         (HEADER.replace(",", "\t") + "\n", "tab-delimited"),
-        (HEADER + ",id\n", r"repeats column\(s\) \['id'\]"),
+        (HEADER + ",id\n", r"repeats 1 column name\(s\)"),
     ],
 )
 def test_bad_headers_are_explained(tmp_path: Path, content: str, message: str) -> None:
@@ -104,3 +104,27 @@ def test_data_lines_are_counted_apart_from_the_csv_parser(
     path = write_csv(tmp_path / "c d+e.csv", content)  # a space and a plus in the name survive
     checked = CheckedFile(path, tuple(PRODUCTS.column_names), has_rows=True)
     assert count_rows(spark, [checked], multiline=False) == {path: rows}
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        "4242;alice@example.com;SECRET-VALUE",  # a data row, semicolon-delimited
+        "4242,alice@example.com,SECRET-VALUE,1,2,3,4,5",  # a data row where the header should be
+        HEADER + ",SECRET-VALUE",  # an unexpected column
+        "SECRET-VALUE,SECRET-VALUE,x",  # repeated names
+    ],
+)
+def test_header_errors_keep_what_the_file_held_out_of_the_message(tmp_path: Path, first_line: str) -> None:
+    """The message goes to alerts (e-mail): it names the problem and the expected columns, and
+    what the file held is only in the excerpt, shortened (kept in the result file)."""
+    with pytest.raises(InputFileError) as info:
+        _inspect(tmp_path, first_line + "\n" + ROW + "\n")
+    assert "secret" not in info.value.message.lower() and "alice" not in info.value.message
+    assert info.value.excerpt is not None and "secret-value" in info.value.excerpt.lower()
+
+
+def test_an_excerpt_is_bounded(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError) as info:
+        _inspect(tmp_path, "x;" * 5000 + "\n")
+    assert info.value.excerpt is not None and len(info.value.excerpt) <= 201

@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from common.settings import Settings
-from orchestration import batcher
+from orchestration import batcher, dispatch
 from orchestration.config import Config
-from tests.aws_stack import RESOURCES
+from tests.aws_stack import RESOURCES, TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
@@ -131,8 +132,8 @@ def test_iam_is_least_privilege() -> None:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all(a != "*" and not a.endswith(":*") for a in actions), (role, actions)
         if statement.get("Resource") == "*":
-            # only CloudWatch Logs delivery, which AWS defines on "*"
-            assert all(a.startswith("logs:") for a in actions), (role, actions)
+            # only CloudWatch Logs delivery and X-Ray, which AWS defines on "*"
+            assert all(a.startswith(("logs:", "xray:")) for a in actions), (role, actions)
 
 
 @pytest.mark.parametrize("job", ["validate", "transform"])
@@ -164,3 +165,122 @@ def test_lambda_config_reads_what_the_template_sets() -> None:
     env = {k: "60" if isinstance(v, dict) else v for k, v in variables.items()}
     env.update(ECOM_INGESTION_TABLE="t1", ECOM_CHUNKS_TABLE="t2", ECOM_BUCKET="b")
     assert Config.from_env(env).debounce_seconds == 60
+
+
+def test_deterministic_exits_are_not_retried_and_executions_are_bounded() -> None:
+    params = TEMPLATE["Parameters"]
+    substitutions = RESOURCES["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["ExecutionTimeoutSeconds"] == {"Ref": "ExecutionTimeoutSeconds"}
+    assert params["ExecutionTimeoutSeconds"]["Default"] >= 2 * params["JobTimeoutSeconds"]["Default"]
+    assert params["StuckBatchAlarmSeconds"]["Default"] > params["ExecutionTimeoutSeconds"]["Default"]
+    definition = json.loads(re.sub(r":\s*\$\{[A-Za-z]+\}", ": 1", ASL))
+    assert definition["TimeoutSeconds"] == 1  # an execution-level timeout exists
+    for job in ("Validate", "Transform"):
+        retried = {e for r in definition["States"][job].get("Retry", []) for e in r["ErrorEquals"]}
+        assert not retried & {"States.TaskFailed", "States.ALL", "States.Timeout"}, retried
+        choice = definition["States"][f"{job}ExitCode"]["Choices"][1]
+        assert sorted(c["NumericEquals"] for c in choice["Or"]) == [2, 3, 4]
+        assert choice["Next"] == f"{job}Rejected"
+        assert definition["States"][f"{job}Rejected"]["Next"] == f"{job}Failed"
+
+
+def test_outcome_writes_are_idempotent_and_only_for_the_current_attempt() -> None:
+    definition = json.loads(re.sub(r":\s*\$\{[A-Za-z]+\}", ": 1", ASL))
+    for name in ("MarkCompleted", "MarkFailed"):
+        params = definition["States"][name]["Parameters"]
+        assert params["ConditionExpression"].startswith("execution_arn = :me AND #s IN (:processing, ")
+        assert params["ExpressionAttributeValues"][":me"] == {"S.$": "$$.Execution.Id"}
+    read = definition["States"]["ReadValidationResult"]["Parameters"]
+    assert read["Key.$"] == "$.summary_key"  # the small summary, never the whole result
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in _of_type("AWS::CloudWatch::Alarm").items()}
+
+
+def test_every_silent_failure_has_an_alarm_that_alerts() -> None:
+    alarms = _alarms()
+    watched = {
+        (p["Namespace"], p["MetricName"], json.dumps(p["Dimensions"][0]["Value"], sort_keys=True))
+        for p in alarms.values()
+    }
+    for function in ("IngestFunction", "BatcherFunction", "DispatchFunction"):
+        assert ("AWS/Lambda", "Errors", json.dumps({"Ref": function})) in watched, function
+    assert ("AWS/Lambda", "IteratorAge", json.dumps({"Ref": "DispatchFunction"})) in watched
+    dlq = json.dumps({"Fn::GetAtt": "IngestDeadLetterQueue.QueueName"}, sort_keys=True)
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq) in watched
+    own = {p["MetricName"] for p in alarms.values() if p["Namespace"] == dispatch.METRICS_NAMESPACE}
+    assert own == {"InFlightSeconds", "OldestPendingSeconds"}  # emitted by dispatch.queue_metrics
+    for name, props in alarms.items():
+        assert props["AlarmActions"] == [{"Ref": "AlertTopic"}], name
+
+
+def test_alarms_can_publish_to_the_encrypted_topic() -> None:
+    topic = RESOURCES["AlertTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlertKey"}  # not the AWS-managed key alarms cannot use
+    key_statements = RESOURCES["AlertKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in key_statements)
+    policy = RESOURCES["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in policy)
+
+
+def test_an_execution_that_ends_reaches_the_dispatcher() -> None:
+    """The rule's pattern, evaluated by EventBridge (moto), against the event Step Functions sends."""
+    from moto import mock_aws
+
+    rule = RESOURCES["ExecutionEndedRule"]["Properties"]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": "DispatchFunction.Arn"}
+    permission = RESOURCES["ExecutionEndedInvokePermission"]["Properties"]
+    assert permission["Principal"] == "events.amazonaws.com"
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:ecom-pipeline"
+    pattern = json.loads(
+        json.dumps(rule["EventPattern"]).replace(json.dumps({"Ref": "StateMachine"}), f'"{arn}"')
+    )
+
+    def entry(status: str, machine: str = arn) -> dict[str, str]:
+        detail = {"stateMachineArn": machine, "status": status, "name": f"b-{status}"}
+        return {
+            "Source": "aws.states",
+            "DetailType": "Step Functions Execution Status Change",
+            "Detail": json.dumps(detail),
+        }
+
+    with mock_aws():  # EventBridge matches the pattern and delivers to a stand-in target (a queue)
+        events = boto3.client("events", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="dispatch-stand-in")["QueueUrl"]
+        queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="ended", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="ended", Targets=[{"Id": "dispatch", "Arn": queue}])
+        statuses = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+        events.put_events(Entries=[entry(s) for s in statuses] + [entry("FAILED", arn + "-other")])
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    delivered = sorted(json.loads(m["Body"])["detail"]["name"] for m in received)
+    assert delivered == ["b-ABORTED", "b-FAILED", "b-SUCCEEDED", "b-TIMED_OUT"]
+
+
+def test_data_resources_survive_a_stack_deletion() -> None:
+    for name in ("DataBucket", "IngestionTable", "ChunksTable", "OrderKpiTable", "CategoryKpiTable"):
+        assert RESOURCES[name]["DeletionPolicy"] == "Retain", name
+        assert RESOURCES[name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def _role_actions(role: str) -> set[str]:
+    actions: set[str] = set()
+    for name, statement in _statements():
+        if name == role:
+            value = statement["Action"]
+            actions |= set(value if isinstance(value, list) else [value])
+    return actions
+
+
+def test_roles_hold_only_the_actions_their_code_calls() -> None:
+    assert "xray:PutTraceSegments" in _role_actions("StateMachineRole")  # tracing is on
+    assert RESOURCES["StateMachine"]["Properties"]["TracingConfiguration"]["Enabled"] is True
+    kpi = [s for n, s in _statements() if n == "TransformTaskRole" and s.get("Sid") == "WriteKpis"]
+    assert [s["Action"] for s in kpi] == ["dynamodb:BatchWriteItem"]  # common/io/dynamo.py
+    lock = [s for n, s in _statements() if n == "DispatchRole" and s.get("Sid") == "TakeAndReleaseTheLock"]
+    assert lock[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == [dispatch.LOCK_ID]
+    for role in ("ValidateTaskRole", "TransformTaskRole"):
+        [listing] = [s for n, s in _statements() if n == role and s.get("Sid") == "ListBucket"]
+        assert "Condition" not in listing, role  # else a missing object reads as 403

@@ -38,7 +38,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             roleArn="arn:aws:iam::123456789012:role/sfn",
             definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}),
         )["stateMachineArn"]
+        sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        inbox = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
         env = {
+            "ECOM_ALERT_TOPIC_ARN": topic,
             "ECOM_INGESTION_TABLE": INGESTION_TABLE,
             "ECOM_CHUNKS_TABLE": CHUNKS_TABLE,
             "ECOM_BUCKET": BUCKET,
@@ -56,6 +64,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "ddb": boto3.resource("dynamodb", region_name=REGION),
             "config": Config.from_env(),
             "arn": arn,
+            "inbox": inbox,
         }
 
 
@@ -79,6 +88,12 @@ def _iso(seconds: float) -> str:
     return (
         dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
+
+
+def alerts(aws: dict[str, Any]) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages = sqs.receive_message(QueueUrl=aws["inbox"], MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
 
 
 def records(aws: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,6 +253,7 @@ def _dispatcher(aws: dict[str, Any]) -> dispatch.Dispatcher:
         boto3.client("stepfunctions", region_name=REGION),
         boto3.client("s3", region_name=REGION),
         aws["config"],
+        boto3.client("sns", region_name=REGION),
     )
 
 
@@ -289,6 +305,26 @@ def test_a_batch_stuck_in_processing_after_its_execution_ended_is_marked_failed(
     assert d.tick(now=T0 + 400) == second
     stuck = {c["batch_id"]: c for c in chunks(aws)}[first]
     assert stuck["status"] == "failed" and "ABORTED" in stuck["failure"]
+    [alert] = alerts(aws)  # the state machine could not alert: the dispatcher does, once
+    assert alert["Subject"] == "ecom-pipeline batch failed"
+    assert f"Batch {first} failed: execution ABORTED" in alert["Message"] and arn in alert["Message"]
+    assert d.tick(now=T0 + 500) == second and alerts(aws) == []
+
+
+def test_a_failure_the_state_machine_recorded_is_not_alerted_twice(aws: dict[str, Any]) -> None:
+    first, second = _pending_batches(aws, 2)
+    d = _dispatcher(aws)
+    d.tick(now=T0 + 300)
+    arn = chunks(aws)[0]["execution_arn"]
+    aws["ddb"].Table(CHUNKS_TABLE).update_item(  # what MarkFailed does before NotifyFailure alerts
+        Key={"batch_id": first},
+        UpdateExpression="SET #s = :f",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":f": "failed"},
+    )
+    aws["sfn"].stop_execution(executionArn=arn, error="BatchFailed", cause="recorded")
+    assert d.tick(now=T0 + 400) == second
+    assert alerts(aws) == []
 
 
 def test_a_crash_between_taking_the_lock_and_starting_is_recovered(aws: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
 from jobs import transform, validate
+from orchestration import ops
 from orchestration.config import Config
-from orchestration.dispatch import build_manifest, execution_input
+from orchestration.dispatch import Dispatcher
 from tests.aws_stack import BUCKET, CHUNKS_TABLE, Stack, create_stack
 from tests.conftest import read_s3_with
 from tests.moto_server import moto_server
 from tests.sfn_harness import (
+    REGION,
     Fargate,
     emulate_ecs_run_task_sync,
     environment,
@@ -69,8 +72,26 @@ def _runner(spark: SparkSession) -> Any:
     return run
 
 
-def _start_batch(stack: Stack, tmp_path: Path, batch_id: str, defect_rate: float) -> str:
-    """Upload a generated batch, record its chunk as the dispatcher would, start the execution."""
+def _lambda_config(stack: Stack) -> Config:
+    return Config(
+        ingestion_table="unused",
+        chunks_table=CHUNKS_TABLE,
+        bucket=BUCKET,
+        state_machine_arn=stack.state_machine_arn,
+    )
+
+
+def _dispatch(stack: Stack) -> str:
+    """One dispatcher tick (as the Lambda runs it); returns the in-flight batch's execution ARN."""
+    config = _lambda_config(stack)
+    dispatcher = Dispatcher(boto3.resource("dynamodb", region_name=REGION), stack.sfn, stack.s3, config)
+    batch_id = dispatcher.tick()
+    assert batch_id is not None
+    return str(stack.batch(batch_id)["execution_arn"])
+
+
+def _queue_batch(stack: Stack, tmp_path: Path, batch_id: str, defect_rate: float = 0.0) -> None:
+    """Upload a generated batch and queue its chunk, as the batcher would."""
     generate_batch(
         tmp_path / batch_id,
         GeneratorConfig(items=400, parts=2, seed=4, defect_rate=defect_rate, warning_rate=0),
@@ -82,26 +103,14 @@ def _start_batch(stack: Stack, tmp_path: Path, batch_id: str, defect_rate: float
             key = f"raw/{dataset}/{batch_id}/{Path(local).name}"
             stack.s3.upload_file(local, BUCKET, key)
             paths.append(f"s3://{BUCKET}/{key}")
-    config = Config(
-        ingestion_table="unused",
-        chunks_table=CHUNKS_TABLE,
-        bucket=BUCKET,
-        state_machine_arn=stack.state_machine_arn,
-    )
-    batch = {"batch_id": batch_id, "files": paths, "status": "processing"}
-    boto3.resource("dynamodb", region_name="us-east-1").Table(CHUNKS_TABLE).put_item(Item=batch)
-    stack.s3.put_object(
-        Bucket=BUCKET,
-        Key=f"manifests/{batch_id}.json",
-        Body=json.dumps(build_manifest(batch, config)).encode(),
-    )
-    return str(
-        stack.sfn.start_execution(
-            stateMachineArn=stack.state_machine_arn,
-            name=batch_id,
-            input=json.dumps(execution_input(batch_id, config)),
-        )["executionArn"]
-    )
+    item = {"batch_id": batch_id, "files": paths, "status": "pending", "attempt": 0}
+    boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE).put_item(Item=item)
+
+
+def _start_batch(stack: Stack, tmp_path: Path, batch_id: str, defect_rate: float) -> str:
+    """Queue a generated batch and let the dispatcher start it; returns the execution ARN."""
+    _queue_batch(stack, tmp_path, batch_id, defect_rate)
+    return _dispatch(stack)
 
 
 def test_success_runs_validate_then_transform_and_completes(
@@ -112,6 +121,7 @@ def test_success_runs_validate_then_transform_and_completes(
     execution = wait_for_execution(stack.sfn, arn)
     assert execution["status"] == "SUCCEEDED"
     assert states_entered(stack.sfn, arn) == [
+        "Start",
         "Validate",
         "ReadValidationResult",
         "CheckValidationStatus",
@@ -168,7 +178,10 @@ def test_a_task_failing_after_its_retries_is_caught(
     execution = wait_for_execution(stack.sfn, arn)
     assert execution["status"] == "FAILED"
     assert [(r["job"], r["exit_code"]) for r in agent.runs] == [("validate", 1)] * 3  # first try + 2 retries
-    assert states_entered(stack.sfn, arn)[-5:] == [
+    assert states_entered(stack.sfn, arn)[-8:] == [
+        "ValidateExitCode",
+        "ValidateCrashed",
+        "ValidateCanRetry",
         "ValidateFailed",
         "DescribeFailure",
         "MarkFailed",
@@ -177,9 +190,11 @@ def test_a_task_failing_after_its_retries_is_caught(
     ]
     batch = stack.batch(batch_id)
     assert (batch["status"], batch["failed_step"]) == ("failed", "Validate")
-    assert batch["failure"].startswith("States.TaskFailed: ")
+    assert (
+        batch["failure"] == "JobCrashed: the validate container exited with code 1 (unexpected: see its log)"
+    )
     [alert] = stack.alerts()
-    assert f"Batch {batch_id} failed at step Validate. Error: States.TaskFailed" in alert["Message"]
+    assert f"Batch {batch_id} failed at step Validate. Error: JobCrashed" in alert["Message"]
 
 
 def test_containers_get_exactly_the_settings_the_jobs_read(
@@ -204,3 +219,200 @@ def test_containers_get_exactly_the_settings_the_jobs_read(
     with environment(transform_env):
         settings = load_settings([])
     assert settings.validation_result == f"s3://{BUCKET}/results/20261122T040000Z-env/validate.json"
+
+
+def test_an_alert_never_quotes_the_files_contents(
+    aws: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
+) -> None:
+    """A data row where the orders header should be: the alert names the file and the expected
+    columns, not the row (the e-mail goes to people who may not see the data)."""
+    stack, _, _ = aws
+    batch_id = "20261122T050000Z-leak"
+    _queue_batch(stack, tmp_path, batch_id)
+    key = next(k for k in _keys(stack, f"raw/orders/{batch_id}/"))
+    body = stack.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    row = "4242,alice@example.com,SECRET-VALUE,2025-01-01,a,b,c,1"
+    stack.s3.put_object(Bucket=BUCKET, Key=key, Body=(row + "\n" + body.split("\n", 1)[1]).encode())
+    assert wait_for_execution(stack.sfn, _dispatch(stack))["status"] == "FAILED"
+    [alert] = stack.alerts()
+    assert "missing required column(s)" in alert["Message"] and key in alert["Message"]
+    assert "secret" not in alert["Message"].lower() and "alice" not in alert["Message"]
+    assert "secret" not in stack.batch(batch_id)["failure"].lower()
+
+
+def _keys(stack: Stack, prefix: str) -> list[str]:
+    return [o["Key"] for o in stack.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+# -- failure paths, with scripted containers ------------------------------------------------------
+# The jobs' own behaviour is proven above and in their tests; here each container's outcome is
+# scripted (an exit code, and what the real job would have written), so every path is cheap.
+
+Script = dict[str, list[Any]]
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Stack, Fargate, Script]]:
+    script: Script = {"validate": [], "transform": []}
+
+    def run(job: str, args: list[str], env: dict[str, str]) -> int:
+        step = script[job].pop(0) if script[job] else 99  # 99: a run the test did not expect
+        return int(step(env) if callable(step) else step)
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        stack = create_stack({"ECOM_LAKE_ROOT": "s3://ecom-data/lake"})
+        with Fargate(stack.ecs, run) as fargate:
+            emulate_ecs_run_task_sync(monkeypatch, fargate)
+            read_sdk_streams(monkeypatch)
+            yield stack, fargate, script
+
+
+def _validated(status: str = "SUCCEEDED", summary: bool = True) -> Any:
+    """What the validate job writes before it exits 0: its result, then the summary beside it."""
+
+    def write(env: dict[str, str]) -> int:
+        s3 = boto3.client("s3", region_name=REGION)
+        key = env["ECOM_RESULT_URI"].removeprefix(f"s3://{BUCKET}/")
+        body = {"batch_id": env["ECOM_BATCH_ID"], "status": status, "errors": [], "datasets": {}}
+        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
+        if summary:
+            s3.put_object(
+                Bucket=BUCKET, Key=key.replace(".json", ".summary.json"), Body=json.dumps(body).encode()
+            )
+        return 0
+
+    return write
+
+
+def _queue(stack: Stack, batch_id: str) -> None:
+    item = {
+        "batch_id": batch_id,
+        "files": [f"s3://{BUCKET}/raw/orders/x.csv"],
+        "status": "pending",
+        "attempt": 0,
+    }
+    boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE).put_item(Item=item)
+
+
+def _run(stack: Stack, batch_id: str) -> tuple[str, dict[str, Any]]:
+    _queue(stack, batch_id)
+    arn = _dispatch(stack)
+    return arn, wait_for_execution(stack.sfn, arn)
+
+
+@pytest.mark.parametrize(("job", "code"), [("validate", 2), ("transform", 2), ("transform", 3)])
+def test_a_job_that_rejects_its_input_or_configuration_is_not_retried(
+    scripted: tuple[Stack, Fargate, Script], job: str, code: int
+) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [code] if job == "validate" else [_validated()]
+    script["transform"] = [code]
+    _, execution = _run(stack, "20261122T060000Z-rejected")
+    assert execution["status"] == "FAILED"
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs][-1] == (job, code)
+    assert [r["job"] for r in fargate.runs].count(job) == 1  # not retried
+    batch = stack.batch("20261122T060000Z-rejected")
+    assert (batch["status"], batch["failed_step"]) == ("failed", job.capitalize())
+    assert batch["failure"].startswith(f"JobRejected: the {job} container exited with code {code}")
+    [alert] = stack.alerts()
+    assert f"failed at step {job.capitalize()}. Error: JobRejected" in alert["Message"]
+
+
+def test_a_crashed_transform_is_retried_and_the_batch_completes(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [1, 0]
+    arn, execution = _run(stack, "20261122T070000Z-flaky")
+    assert execution["status"] == "SUCCEEDED"
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [
+        ("validate", 0),
+        ("transform", 1),
+        ("transform", 0),
+    ]
+    assert "TransformBackoff" in states_entered(stack.sfn, arn)
+    assert stack.batch("20261122T070000Z-flaky")["status"] == "completed" and stack.alerts() == []
+
+
+def test_a_missing_summary_fails_at_read_result(scripted: tuple[Stack, Fargate, Script]) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [_validated(summary=False)]  # exit 0, but nothing for the state machine
+    _, execution = _run(stack, "20261122T080000Z-nosummary")
+    assert execution["status"] == "FAILED"
+    batch = stack.batch("20261122T080000Z-nosummary")
+    assert (batch["status"], batch["failed_step"]) == ("failed", "ReadValidationResult")
+    assert [r["job"] for r in fargate.runs] == ["validate"] and len(stack.alerts()) == 1
+
+
+def test_mark_completed_retried_after_its_write_landed_still_completes(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """The first MarkCompleted write lands but its answer is lost; the retry must not turn a good
+    batch into a failed one (here: the item is already 'completed' by this execution)."""
+    stack, _, script = scripted
+    batch_id = "20261122T090000Z-landed"
+
+    def transform_then_complete(env: dict[str, str]) -> int:
+        table = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE)
+        table.update_item(
+            Key={"batch_id": batch_id},
+            UpdateExpression="SET #s = :c",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":c": "completed"},
+        )
+        return 0
+
+    script["validate"] = [_validated()]
+    script["transform"] = [transform_then_complete]
+    _, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED"
+    assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
+
+
+def test_an_execution_started_outside_the_queue_cannot_record_an_outcome(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """The old README way (start-execution by hand with a made-up batch id): the jobs run, but no
+    chunk item is created or overwritten, and the alert says why."""
+    stack, _, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    config = _lambda_config(stack)
+    from orchestration.dispatch import execution_input
+
+    arn = stack.sfn.start_execution(
+        stateMachineArn=stack.state_machine_arn,
+        name="manual-1",
+        input=json.dumps(execution_input("manual-1", config)),
+    )["executionArn"]
+    assert wait_for_execution(stack.sfn, arn)["status"] == "FAILED"
+    items = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE).scan()["Items"]
+    assert items == []  # no junk item
+    [alert] = stack.alerts()
+    assert "failed at step MarkCompleted" in alert["Message"] and "ConditionalCheckFailed" in alert["Message"]
+
+
+def test_a_failed_batch_rerun_through_the_queue_completes_as_a_new_attempt(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, _, script = scripted
+    batch_id = "20261122T100000Z-rerun"
+    script["validate"] = [1, 1, 1]
+    first, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED" and stack.batch(batch_id)["status"] == "failed"
+    table = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE)
+    # the next tick settles the ended execution and releases the lock
+    Dispatcher(
+        boto3.resource("dynamodb", region_name=REGION), stack.sfn, stack.s3, _lambda_config(stack)
+    ).tick()
+    ops.requeue(table, batch_id, time.time())
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    second = _dispatch(stack)
+    assert second != first and second.endswith(f"{batch_id}-a2")
+    assert wait_for_execution(stack.sfn, second)["status"] == "SUCCEEDED"
+    batch = stack.batch(batch_id)
+    assert (batch["status"], batch["attempt"]) == ("completed", 2)
+    assert [h["execution_arn"] for h in batch["history"]] == [first]
+    assert batch["history"][0]["failed_step"] == "Validate"

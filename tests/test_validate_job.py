@@ -224,6 +224,30 @@ def test_bad_input_fails_the_dataset_with_a_clear_message(
     assert not (tmp_path / "lake" / "validated").exists()  # nothing half-published
 
 
+def test_the_summary_beside_the_result_is_small_and_carries_no_data(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """What the state machine reads and alerts with: bounded, and free of the files' contents
+    (a data row where the header should be, in each of 30 files)."""
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    secret = "4242,alice@example.com,SECRET-VALUE,2025-01-01,a,b,c,1\n"
+    bad = [write_csv(tmp_path / f"bad{i}.csv", secret + secret) for i in range(30)]
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--batch-id", "b1", "--orders", ",".join([good, *bad])
+    )
+    assert code == 0 and result is not None and result["status"] == "FAILED"
+    path = tmp_path / "lake" / "_results" / "b1" / "validate.summary.json"
+    text = path.read_text()
+    assert len(text.encode()) < 8 * 1024
+    assert "secret" not in text.lower() and "alice" not in text
+    summary = json.loads(text)
+    assert summary["status"] == "FAILED" and summary["batch_id"] == "b1"
+    assert summary["datasets"]["orders"]["status"] == "FAILED"
+    assert len(summary["errors"]) == 10 and summary["errors"][-1].startswith("… and 22 more")
+    # the result file keeps what each file held, for the engineer who opens it
+    assert "SECRET-VALUE".lower() in result["datasets"]["orders"]["files"][1]["excerpt"].lower()
+
+
 def test_empty_parts_can_be_allowed(spark: SparkSession, tmp_path: Path) -> None:
     good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
     empty = write_csv(tmp_path / "empty.csv", ORDERS_HEADER)

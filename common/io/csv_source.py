@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 HEAD_BYTES = 1 << 20  # the most of a file read to find and check its header line
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
-_MAX_ECHO = 200  # never quote more than this many characters of a header in a message
+_MAX_ECHO = 200  # never keep more than this many characters of a header as an excerpt
 
 
 @dataclass(frozen=True)
@@ -88,26 +88,32 @@ def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_col
             if delimiter in text:
                 raise InputFileError(
                     uri,
-                    f"header is {name}-delimited ({_shorten(text)!r}): expected comma-separated "
-                    f"columns `{expected}`",
+                    f"header is {name}-delimited: expected comma-separated columns `{expected}`",
+                    excerpt=_shorten(text),
                 )
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
-        raise InputFileError(uri, f"header repeats column(s) {duplicates}: each column must appear once")
+        raise InputFileError(
+            uri,
+            f"header repeats {len(duplicates)} column name(s): each column must appear once",
+            excerpt=_shorten(",".join(duplicates)),
+        )
     known = {c.lower(): c for c in contract.column_names}
     missing = [c for c in contract.column_names if c.lower() not in columns]
     extra = [c for c in columns if c not in known]
     if missing:
         raise InputFileError(
             uri,
-            f"missing required column(s) {missing}: expected columns `{expected}` (any order), "
-            f"found `{_shorten(','.join(columns))}`",
+            f"missing required column(s) {missing}: expected columns `{expected}` (any order); "
+            f"the header has {len(columns)} column(s)",
+            excerpt=_shorten(",".join(columns)),
         )
     if extra and extra_columns == "reject":
         raise InputFileError(
             uri,
-            f"unexpected column(s) {[_shorten(c) for c in extra]}: expected columns `{expected}`; "
+            f"{len(extra)} unexpected column(s): expected columns `{expected}`; "
             "set ECOM_EXTRA_COLUMNS=ignore (--extra-columns ignore) to drop them",
+            excerpt=_shorten(",".join(extra)),
         )
     header = tuple(known.get(c, c) for c in columns)
     has_rows = bool(rest.strip()) or size > len(head)

@@ -17,6 +17,22 @@ if TYPE_CHECKING:
     from common.settings import Settings
 
 SCHEMA_VERSION = "1.0"
+SUMMARY_MAX_ERRORS = 10  # the summary the state machine reads stays small (its payload limit)
+SUMMARY_MAX_CHARS = 400
+
+
+def summary_uri(result_uri: str) -> str:
+    """``…/validate.json`` -> ``…/validate.summary.json`` (the state machine reads only this)."""
+    stem = result_uri.removesuffix(".json")
+    return f"{stem}.summary.json"
+
+
+def _bounded(errors: list[str]) -> list[str]:
+    kept = [e if len(e) <= SUMMARY_MAX_CHARS else e[: SUMMARY_MAX_CHARS - 1] + "…" for e in errors]
+    if len(kept) > SUMMARY_MAX_ERRORS:
+        more = len(kept) - SUMMARY_MAX_ERRORS + 1
+        kept = [*kept[: SUMMARY_MAX_ERRORS - 1], f"… and {more} more (see the result file)"]
+    return kept
 
 
 class BatchStatus(StrEnum):
@@ -35,7 +51,8 @@ class DatasetStatus(StrEnum):
 class FileResult(BaseModel):
     uri: str
     rows_read: int | None = None
-    error: str | None = None
+    error: str | None = None  # what is wrong, in words (no text taken from the file)
+    excerpt: str | None = None  # what the file held where it went wrong (shortened; never alerted)
 
 
 class DatasetResult(BaseModel):
@@ -72,11 +89,13 @@ class ValidationResult(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def summary(self) -> dict[str, Any]:
-        """A compact view for alerts and logs."""
+        """A compact view for alerts and logs, bounded in size. Its messages name files, columns,
+        rules and counts, never values taken from the data (excerpts stay in ``files``)."""
         return {
+            "schema_version": self.schema_version,
             "batch_id": self.batch_id,
             "status": self.status.value,
-            "errors": self.errors,
+            "errors": _bounded(self.errors),
             "datasets": {
                 name: {
                     "status": d.status.value,
@@ -129,9 +148,12 @@ class TransformResult(BaseModel):
 
 
 def write_result(model: BaseModel, uri: str, settings: Settings) -> None:
-    """Write any result model as JSON (local path or S3).
+    """Write any result model as JSON (local path or S3); a validation result also writes its
+    summary beside it (:func:`summary_uri`), after the result.
 
     Raises:
         StorageError: it cannot be written.
     """
     storage.write_text(uri, json.dumps(model.model_dump(mode="json"), indent=2) + "\n", settings)
+    if isinstance(model, ValidationResult):
+        storage.write_text(summary_uri(uri), json.dumps(model.summary) + "\n", settings)

@@ -79,7 +79,7 @@ def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: Dataset
                 )
             checked.append(item)
         except InputFileError as exc:
-            file_result.error = exc.message
+            file_result.error, file_result.excerpt = exc.message, exc.excerpt
             ds.errors.append(str(exc))
     return checked
 

@@ -19,6 +19,7 @@ class Config:
     chunks_table: str
     bucket: str
     state_machine_arn: str = ""
+    alert_topic_arn: str = ""
     raw_prefix: str = "raw/"
     manifest_prefix: str = "manifests/"
     results_prefix: str = "results/"
@@ -42,6 +43,7 @@ class Config:
                 chunks_table=env["ECOM_CHUNKS_TABLE"],
                 bucket=env["ECOM_BUCKET"],
                 state_machine_arn=env.get("ECOM_STATE_MACHINE_ARN", ""),
+                alert_topic_arn=env.get("ECOM_ALERT_TOPIC_ARN", ""),
                 raw_prefix=env.get("ECOM_RAW_PREFIX", "raw/"),
                 manifest_prefix=env.get("ECOM_MANIFEST_PREFIX", "manifests/"),
                 results_prefix=env.get("ECOM_RESULTS_PREFIX", "results/"),

@@ -73,9 +73,9 @@ def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
 
 
 class Dispatcher:
-    def __init__(self, resource: Any, sfn: Any, s3: Any, config: Config) -> None:
+    def __init__(self, resource: Any, sfn: Any, s3: Any, config: Config, sns: Any = None) -> None:
         self.table = resource.Table(config.chunks_table)
-        self.sfn, self.s3, self.config = sfn, s3, config
+        self.sfn, self.s3, self.sns, self.config = sfn, s3, sns, config
 
     # -- lock ---------------------------------------------------------------------------------
     def _holder(self) -> str | None:
@@ -205,15 +205,17 @@ class Dispatcher:
                 return False
             ended = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
             if status in ENDED:
-                self._set_status(
+                failure = f"execution {status} before the state machine recorded an outcome"
+                if self._set_status(
                     batch_id,
                     "failed",
                     "processing",
                     arn,
                     finished_at=ended,
                     failed_step="execution",
-                    failure=f"execution {status} before the state machine recorded an outcome",
-                )
+                    failure=failure,
+                ):
+                    self._alert(batch_id, arn, failure)
             elif status == "SUCCEEDED":
                 self._set_status(batch_id, "completed", "processing", arn, finished_at=ended)
         self._release(batch_id)
@@ -244,6 +246,25 @@ class Dispatcher:
             self._start(fresh, now)
             return str(candidate["batch_id"])
         return self._holder()
+
+    def _alert(self, batch_id: str, arn: str, failure: str) -> None:
+        """The failures the state machine could not report itself (timed out, aborted, failed
+        outside its Catch): the alert names the batch and the execution, no data."""
+        if self.sns is None or not self.config.alert_topic_arn:
+            log.warning(json.dumps({"msg": "no alert topic configured", "batch_id": batch_id}))
+            return
+        self.sns.publish(
+            TopicArn=self.config.alert_topic_arn,
+            Subject="ecom-pipeline batch failed",
+            Message=(
+                f"Batch {batch_id} failed: {failure} (a timeout, an abort, or an error outside the "
+                f"state machine's Catch). Execution: {arn}. Runbook: README, 'Runbook'."
+            ),
+            MessageAttributes={
+                "batch_id": {"DataType": "String", "StringValue": batch_id},
+                "failed_step": {"DataType": "String", "StringValue": "execution"},
+            },
+        )
 
     # -- metrics ------------------------------------------------------------------------------
     def queue_metrics(self, now: float) -> dict[str, float]:
@@ -299,9 +320,14 @@ def metrics_line(state_machine_arn: str, values: dict[str, float], now: float) -
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Stream records, scheduler ticks and execution-ended events all mean: reconcile now."""
     config = Config.from_env()
     dispatcher = Dispatcher(
-        boto3.resource("dynamodb"), boto3.client("stepfunctions"), boto3.client("s3"), config
+        boto3.resource("dynamodb"),
+        boto3.client("stepfunctions"),
+        boto3.client("s3"),
+        config,
+        boto3.client("sns"),
     )
     in_flight = dispatcher.tick()
     now = time.time()
