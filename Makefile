@@ -27,7 +27,7 @@ WHEELS_STAMP := $(WHEELS)/.fetched
 WHEEL_PLATFORM ?= manylinux2014_x86_64
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy clean
+.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy ops clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -140,6 +140,10 @@ deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b 
 	  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides \
 	  ValidateImageUri=$(IMAGE_URI) TransformImageUri=$(IMAGE_URI) \
 	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(ALERT_EMAIL)
+
+ops: $(STAMP) ## Operate a deployed stack: make ops CMD="list|show B|rerun B|submit s3://...|drain-dlq --queue-url U" [STACK=...]
+	@test -n "$(CMD)" || { echo 'usage: make ops CMD="list" (or "show <batch>", "rerun <batch>", "submit s3://<bucket>/raw/...", "drain-dlq --queue-url <url>") [STACK=$(STACK)]'; exit 2; }
+	PYTHONPATH=infra/lambdas $(PY) -m orchestration.ops --stack $(STACK) $(CMD)
 
 clean: ## Remove generated data and caches (keeps .venv, .jars and .tools)
 	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -19,7 +19,7 @@ from moto.core.botocore_stubber import BotocoreStubber
 from common.io.manifest import resolve_batch
 from orchestration import batcher, dispatch, ingest, ops
 from orchestration.config import Config
-from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, RESOURCES, create_tables
+from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, RESOURCES, TEMPLATE, create_tables
 from tests.conftest import make_settings
 
 REGION = "us-east-1"
@@ -558,3 +558,36 @@ def test_the_dispatcher_reports_backlog_and_in_flight_age(aws: dict[str, Any]) -
     metrics = line["_aws"]["CloudWatchMetrics"][0]
     assert metrics["Namespace"] == dispatch.METRICS_NAMESPACE
     assert {m["Name"] for m in metrics["Metrics"]} == set(values) and line["StateMachine"] == "ecom-pipeline"
+
+
+def test_the_operator_cli_reads_the_stack_outputs_and_reruns(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m orchestration.ops --stack NAME rerun B`, as the runbook says, end to end on moto."""
+    outputs = {
+        "IngestionTableName": INGESTION_TABLE,
+        "ChunksTableName": CHUNKS_TABLE,
+        "DataBucketName": BUCKET,
+        "StateMachineArn": aws["arn"],
+    }
+    assert set(outputs) <= set(TEMPLATE["Outputs"])  # the names the template really outputs
+    template = {
+        "Resources": {"Nothing": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="ecom", TemplateBody=json.dumps(template)
+    )
+    (batch_id,) = _pending_batches(aws, 1)
+    d = _dispatcher(aws)
+    d.tick(now=T0 + 300)
+    _fail_in_flight(aws, d, T0 + 400)
+    for name in ("ECOM_INGESTION_TABLE", "ECOM_CHUNKS_TABLE", "ECOM_BUCKET"):
+        monkeypatch.delenv(name)  # the operator's shell: only the stack's name
+    assert ops.main(["--stack", "ecom", "rerun", batch_id]) == 0
+    assert f"batch {batch_id} is pending again (attempt 2 next)" in capsys.readouterr().out
+    assert ops.main(["--stack", "ecom", "rerun", batch_id]) == 2
+    assert "is pending: only a failed batch can be re-run" in capsys.readouterr().err
+    assert ops.main(["--stack", "missing", "list"]) == 2
+    assert ops.main(["list"]) == 2  # no stack and no ECOM_* variables: says so
+    assert "pass --stack NAME" in capsys.readouterr().err

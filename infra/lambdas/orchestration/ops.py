@@ -11,8 +11,8 @@ order and the final status hold for a re-run or a hand-started batch exactly as 
   the batch id is ordered by the files' arrival like any other;
 - ``drain-dlq``: replay the S3 events in the ingest dead-letter queue, deleting each one recorded.
 
-Settings come from the same ``ECOM_*`` variables as the Lambdas (README shows how to export them
-from the stack's outputs).
+Settings come from the deployed stack's outputs (``--stack NAME``), or else from the same
+``ECOM_*`` variables as the Lambdas.
 """
 
 from __future__ import annotations
@@ -37,6 +37,33 @@ from orchestration.dispatch import LOCK_ID, STATUS_INDEX
 
 class OpsError(Exception):
     """The command cannot be carried out as asked (the message says why and what to do)."""
+
+
+STACK_OUTPUTS = {  # infra/template.yaml output -> the Lambdas' setting
+    "IngestionTableName": "ECOM_INGESTION_TABLE",
+    "ChunksTableName": "ECOM_CHUNKS_TABLE",
+    "DataBucketName": "ECOM_BUCKET",
+    "StateMachineArn": "ECOM_STATE_MACHINE_ARN",
+    "AlertTopicArn": "ECOM_ALERT_TOPIC_ARN",
+}
+
+
+def config_from_stack(cloudformation: Any, stack: str) -> Config:
+    """The settings of a deployed stack, read from its outputs.
+
+    Raises:
+        OpsError: no such stack, or it lacks an output this needs.
+    """
+    try:
+        [described] = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        raise OpsError(f"cannot read stack {stack!r}: {exc.response['Error']['Message']}") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    env = {variable: outputs[key] for key, variable in STACK_OUTPUTS.items() if key in outputs}
+    try:
+        return Config.from_env(env)
+    except ConfigError as exc:
+        raise OpsError(f"stack {stack!r} lacks an output: {exc}") from exc
 
 
 def requeue(table: Any, batch_id: str, now: float) -> dict[str, Any]:
@@ -186,6 +213,7 @@ def _print(value: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.ops", description=__doc__.split("\n")[0])
+    parser.add_argument("--stack", help="the deployed stack's name (its outputs give the settings)")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="batches, newest first")
     listing.add_argument("--status", choices=["pending", "processing", "completed", "failed"])
@@ -197,9 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     drain.add_argument("--queue-url", required=True, help="the stack's IngestDeadLetterQueueUrl output")
     args = parser.parse_args(argv)
     try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        print(f"error: {exc} (export the stack's outputs: README, Runbook)", file=sys.stderr)
+        config = (
+            config_from_stack(boto3.client("cloudformation"), args.stack) if args.stack else Config.from_env()
+        )
+    except (ConfigError, OpsError) as exc:
+        print(f"error: {exc} (pass --stack NAME, or set the ECOM_* variables)", file=sys.stderr)
         return 2
     resource = boto3.resource("dynamodb")
     chunks = resource.Table(config.chunks_table)
