@@ -27,7 +27,7 @@ WHEELS_STAMP := $(WHEELS)/.fetched
 WHEEL_PLATFORM ?= manylinux2014_x86_64
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy ops clean
+.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy ops report clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -105,6 +105,13 @@ transform: $(STAMP) $(JARS_STAMP) ## Compute the demo batch's daily KPIs into ou
 	ECOM_LOG_FORMAT=text $(PY) -m jobs.transform --batch-id demo-0001 --lake-root $(LAKE)
 
 run: prereqs demo-data validate transform ## Generate a demo batch, validate it and compute KPIs, locally (no AWS, no Docker)
+
+REPORT_PORT ?= 8000
+report: ## Serve the local lake's reports on 127.0.0.1 (after make run): the index and each batch's page
+	@test -f $(LAKE)/_reports/index.html || { echo "no reports yet under $(LAKE): run make run first"; exit 2; }
+	@echo "index:  http://127.0.0.1:$(REPORT_PORT)/_reports/index.html"
+	@for r in $(LAKE)/_results/*/report.html; do echo "report: http://127.0.0.1:$(REPORT_PORT)/$${r#$(LAKE)/}"; done
+	$(PY) -m http.server $(REPORT_PORT) --bind 127.0.0.1 --directory $(LAKE)
 
 test: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)

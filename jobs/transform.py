@@ -21,6 +21,7 @@ from common.io.spark import build_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.report import format_transform
+from common.usecases.reporting import publish_transform
 from common.usecases.transform_batch import run_transform
 
 log = logging.getLogger("jobs.transform")
@@ -92,6 +93,9 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             write_result(result, result_uri, settings)
         except PipelineError:
             log.exception("could not write the transform result to %s", result_uri)
+        report = None
+        if result.status is BatchStatus.SUCCEEDED and session is not None:
+            report = publish_transform(session, settings, validation, result, source, result_uri)
         if spark is None and session is not None:
             session.stop()
     if result.status is not BatchStatus.SUCCEEDED:
@@ -100,6 +104,8 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         log.info("%s", note)
     if outcome is not None:
         print(format_transform(result, {o.table: o.data for o in outcome.outputs}))
+    if report:
+        print(f"Report: {report}")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -24,6 +25,7 @@ from common.io.spark import build_spark
 from common.logs import configure_logging
 from common.settings import Settings, load_settings
 from common.usecases.report import format_validation
+from common.usecases.reporting import publish_validation
 from common.usecases.validate_batch import run_validation
 
 log = logging.getLogger("jobs.validate")
@@ -78,25 +80,32 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         quarantine_threshold=settings.quarantine_threshold,
     )
     session = spark
+    samples: dict[str, list[dict[str, Any]]] = {}
+    report: str | None = None
     try:
         session = session or build_spark(settings, "ecom-validate")
-        run_validation(session, settings, batch, contracts, processing_date, result)
+        run_validation(session, settings, batch, contracts, processing_date, result, samples)
         result.finished_at = _now()
         result.duration_seconds = round(time.monotonic() - clock, 3)
         write_result(result, result_uri, settings)
+        report = publish_validation(session, settings, result, samples, result_uri)
     except ConfigurationError as exc:  # e.g. the pinned jars are missing: says what to run
         log.error("%s", exc)
         _write_error(result, result_uri, settings, str(exc))
         return EXIT_CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("validation of batch %s failed", batch.batch_id)
-        # the exception's text can quote data: it goes to the log, the result names its type only
-        _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__} (see the job log)")
+        # our own errors' messages say what went wrong without quoting data; any other exception's
+        # text could quote it: it goes to the log, and the result names its type only
+        detail = f": {exc}" if isinstance(exc, PipelineError) else " (see the job log)"
+        _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}{detail}")
         return EXIT_INTERNAL
     finally:
         if spark is None and session is not None:  # only a session this call built
             session.stop()
     print(format_validation(result))
+    if report:
+        print(f"Report: {report}")
     log.info("batch %s: %s; result written to %s", batch.batch_id, result.status.value, result_uri)
     return EXIT_OK
 

@@ -164,6 +164,10 @@ def test_data_quality_failure_marks_the_batch_failed_and_alerts_with_the_summary
         and '"rows_quarantined"' in message
         and "above the threshold" in message
     )
+    report_key = f"results/{batch_id}/report.html"  # the alert names the report the job wrote
+    assert f"Report: s3://{BUCKET}/{report_key}" in message
+    report = stack.s3.get_object(Bucket=BUCKET, Key=report_key)
+    assert report["ContentType"].startswith("text/html") and batch_id in report["Body"].read().decode()
     assert not (lake / "validated").exists()
 
 

@@ -3,7 +3,7 @@ annotated rows onto them. Tables are created from these schemas before the first
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -73,3 +73,23 @@ def quarantined_rows(annotated: DataFrame, contract: Contract) -> DataFrame:
     sources = [raw(c) for c in contract.column_names]
     sources += [CORRUPT, ERRORS, COPIES, BATCH_ID, PROCESSING_DATE, SOURCE_FILE]
     return _project(annotated.where(F.col(QUALITY) == QUARANTINED), quarantine_schema(contract), sources)
+
+
+def quarantine_samples(annotated: DataFrame, contract: Contract, per_rule: int) -> DataFrame:
+    """Up to ``per_rule`` quarantined rows for each failing rule (a row failing several rules can
+    show under each): ``rule`` then the row's source text of every contract column, its source file
+    and, for a row that did not split into fields, its whole line."""
+    columns = [F.col(raw(c)).alias(c) for c in contract.column_names]
+    exploded = annotated.where(F.col(QUALITY) == QUARANTINED).select(
+        F.explode(ERRORS).alias("rule"),
+        *columns,
+        F.col(SOURCE_FILE).alias("source_file"),
+        F.col(CORRUPT).alias("whole_line"),
+    )
+    order = Window.partitionBy("rule").orderBy("source_file", *contract.column_names)
+    return (
+        exploded.withColumn("_n", F.row_number().over(order))
+        .where(F.col("_n") <= per_rule)
+        .drop("_n")
+        .orderBy("rule", "source_file")
+    )

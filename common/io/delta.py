@@ -166,6 +166,19 @@ def _append(
     return WriteOutcome(uri, version, int(metrics.get("numOutputRows", 0)), 0, previous)
 
 
+def append(
+    spark: SparkSession, uri: str, data: DataFrame, schema: T.StructType, batch_id: str | None
+) -> WriteOutcome:
+    """Append ``data`` to the table at ``uri`` (created from ``schema`` first if needed).
+
+    Raises:
+        StorageError: the table cannot be created or the write cannot be committed.
+    """
+    table = ensure_table(spark, uri, schema)
+    previous, _ = _head(table)
+    return _append(spark, uri, table, data, batch_id, previous)
+
+
 def replace_where(
     spark: SparkSession,
     uri: str,

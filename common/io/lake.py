@@ -27,3 +27,20 @@ class Lake:
 
     def result(self, batch_id: str, job: str) -> str:
         return join_uri(self.root, "_results", batch_id, f"{job}.json")
+
+    def runs(self) -> str:
+        """The run ledger: one row per job run (append-only Delta table)."""
+        return join_uri(self.root, "_runs")
+
+    def reports_index(self) -> str:
+        return join_uri(self.root, "_reports", "index.html")
+
+
+def beside(result_uri: str, name: str) -> str:
+    """A file in the same folder as a result (``…/B/validate.json`` -> ``…/B/<name>``)."""
+    return result_uri.rsplit("/", 1)[0] + "/" + name
+
+
+def report_uri(result_uri: str) -> str:
+    """The batch's HTML report, beside its validation result."""
+    return beside(result_uri, "report.html")

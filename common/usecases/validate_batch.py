@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -35,6 +35,7 @@ from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.io.manifest import Batch
 from common.io.results import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
+from common.usecases.html_report import SAMPLE_PER_RULE
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -56,6 +57,7 @@ class _Context:
     result: ValidationResult
     lake: Lake
     annotated: dict[str, DataFrame] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, Any]]] | None = None  # quarantined rows for the report
 
     def release(self) -> None:
         for frame in self.annotated.values():
@@ -157,6 +159,9 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     ds.rule_counts = dict(sorted(stats.rule_counts.items()))
     ds.warning_counts = dict(sorted(stats.warning_counts.items()))
     ds.rows_with_warnings = stats.rows_with_warnings
+    if ctx.samples is not None and ds.rows_quarantined:
+        frame = tables.quarantine_samples(annotated, contract, SAMPLE_PER_RULE)
+        ctx.samples[name] = [row.asDict() for row in frame.collect()]
     accounted = ds.rows_valid + ds.rows_quarantined + ds.duplicates_collapsed
     if accounted != ds.rows_read:
         raise AccountingError(
@@ -223,14 +228,17 @@ def run_validation(
     contracts: dict[str, Contract],
     processing_date: dt.date,
     result: ValidationResult,
+    samples: dict[str, list[dict[str, Any]]] | None = None,
 ) -> ValidationResult:
-    """Validate ``batch`` and publish its outputs; fills and returns ``result``.
+    """Validate ``batch`` and publish its outputs; fills and returns ``result`` (and ``samples``,
+    when given: up to :data:`SAMPLE_PER_RULE` quarantined rows per failing rule, for the report).
 
     Raises:
         AccountingError: rows were lost or multiplied (an internal error).
         StorageError: a Delta table or file could not be read or written.
     """
     ctx = _Context(spark, settings, batch, contracts, processing_date, result, Lake(settings.lake_root))
+    ctx.samples = samples
     for name in DATASETS:
         result.rule_descriptions.update(contracts[name].rule_descriptions())
         result.datasets[name] = DatasetResult()

@@ -69,6 +69,8 @@ def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
         "result_key": result_key,
         # the small, bounded summary the job writes beside its result (all the state machine reads)
         "summary_key": f"{config.results_prefix}{batch_id}/validate.summary.json",
+        # the batch's HTML report, beside the result (named in alerts)
+        "report_uri": f"s3://{config.bucket}/{config.results_prefix}{batch_id}/report.html",
     }
 
 
