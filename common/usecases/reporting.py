@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import time
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
@@ -91,6 +92,7 @@ def publish_validation(
     returns the report's URI (None when it could not be written)."""
     lake = Lake(settings.lake_root)
     uri = report_uri(result_uri)
+    clock = time.monotonic()
     try:
         storage.write_text(beside(result_uri, SAMPLES_FILE), json.dumps(samples, default=str), settings)
         html = render_batch_report(result, samples, result_uri=result_uri)
@@ -100,6 +102,7 @@ def publish_validation(
     except PipelineError:
         log.exception("the report of batch %s could not be written to %s", result.batch_id, uri)
         return None
+    log.info("report, run ledger and index written in %.1fs (%d bytes)", time.monotonic() - clock, len(html))
     return uri
 
 

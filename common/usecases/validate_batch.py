@@ -160,8 +160,15 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     ds.warning_counts = dict(sorted(stats.warning_counts.items()))
     ds.rows_with_warnings = stats.rows_with_warnings
     if ctx.samples is not None and ds.rows_quarantined:
+        sampling = time.monotonic()
         frame = tables.quarantine_samples(annotated, contract, SAMPLE_PER_RULE)
         ctx.samples[name] = [row.asDict() for row in frame.collect()]
+        log.info(
+            "%s: %d sample rows for the report in %.1fs",
+            name,
+            len(ctx.samples[name]),
+            time.monotonic() - sampling,
+        )
     accounted = ds.rows_valid + ds.rows_quarantined + ds.duplicates_collapsed
     if accounted != ds.rows_read:
         raise AccountingError(
