@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     csv_multiline: bool = Field(
         default=False, description="Allow quoted fields spanning lines (slower: one task per file)."
     )
+    allowed_input_prefixes: str = Field(
+        default="",
+        description=(
+            "Comma-separated URI prefixes every raw file must start with (e.g. s3://bucket/raw/); "
+            "a batch listing any other file is refused. Empty: any."
+        ),
+    )
 
     # --- transform outputs --------------------------------------------------------------------
     dynamodb_order_table: str | None = Field(default=None, description="DynamoDB table for order-level KPIs.")
@@ -143,6 +150,9 @@ class Settings(BaseSettings):
         default="auto", description="Log format: json in containers (auto = json when stderr is not a TTY)."
     )
     log_level: str = Field(default="INFO", description="Log level.")
+
+    def input_prefixes(self) -> list[str]:
+        return [p.strip() for p in self.allowed_input_prefixes.split(",") if p.strip()]
 
     def files_by_dataset(self) -> dict[str, list[str]]:
         """Files given as flags, by dataset (comma-separated values are split)."""

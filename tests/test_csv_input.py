@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
 from common.contracts import load_contract
-from common.errors import InputFileError
-from common.io.csv_source import HEAD_BYTES, CheckedFile, check_header, count_rows
-from tests.conftest import write_csv
+from common.errors import ConfigurationError, InputFileError
+from common.io.csv_source import HEAD_BYTES, CheckedFile, check_header, count_rows, inspect_file
+from tests.conftest import make_settings, write_csv
 
 PRODUCTS = load_contract("products")
 HEADER = "id,sku,cost,category,name,brand,retail_price,department"
@@ -128,3 +130,56 @@ def test_an_excerpt_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as info:
         _inspect(tmp_path, "x;" * 5000 + "\n")
     assert info.value.excerpt is not None and len(info.value.excerpt) <= 201
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (gzip.compress((HEADER + "\n" + ROW + "\n").encode()), "file is gzip-compressed: expected a plain"),
+        (b"PK\x03\x04" + b"\x00" * 40, "file is a ZIP archive"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not a text/CSV file"),
+        (HEADER.encode() + b"\n1,S\x00,5,J,N,L,20,Men\n", "not a text/CSV file"),
+    ],
+)
+def test_binary_and_compressed_files_are_named_for_what_they_are(content: bytes, message: str) -> None:
+    """Not "tab-delimited" or "not valid UTF-8": the message says what the file is."""
+    with pytest.raises(InputFileError, match=message):
+        check_header("raw/products/p.csv", content[:HEAD_BYTES], len(content), PRODUCTS, "reject")
+
+
+def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
+    (tmp_path / "orders").mkdir()
+    for uri in (str(tmp_path / "orders"), str(tmp_path / "orders") + "/", "s3://bucket/raw/orders/"):
+        with pytest.raises(InputFileError, match="is a folder, not a file"):
+            inspect_file(uri, PRODUCTS, make_settings())
+
+
+def _resolve(**files: list[str]) -> Any:
+    from common.io.manifest import resolve_batch
+
+    return resolve_batch(make_settings(batch_id="b1", **{k: [",".join(v)] for k, v in files.items()}))
+
+
+def test_the_same_object_twice_in_a_batch_is_refused(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "o.csv", "x\n")
+    with pytest.raises(ConfigurationError, match=r"is the same object as .* \(orders\)"):
+        _resolve(orders=[path], order_items=[str(tmp_path / "." / "o.csv")])
+    with pytest.raises(ConfigurationError, match=r"is the same object as s3://b/raw/o\.csv"):
+        _resolve(orders=["s3://b/raw/o.csv", "s3a://b/raw/o.csv"])
+    assert _resolve(orders=[path, path]).files == {"orders": [path]}  # a repeated line is one file
+
+
+def test_files_outside_the_allowed_prefixes_are_refused() -> None:
+    from common.io.manifest import resolve_batch
+
+    settings = make_settings(
+        batch_id="b1",
+        orders=["s3://data/raw/orders/a.csv,s3://other-bucket/secrets.csv"],
+        allowed_input_prefixes="s3://data/raw/",
+    )
+    with pytest.raises(ConfigurationError, match=r"s3://other-bucket/secrets.csv \(orders\) is outside"):
+        resolve_batch(settings)
+    allowed = make_settings(
+        batch_id="b1", orders=["s3a://data/raw/orders/a.csv"], allowed_input_prefixes="s3://data/raw/"
+    )
+    assert resolve_batch(allowed).files == {"orders": ["s3a://data/raw/orders/a.csv"]}

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 HEAD_BYTES = 1 << 20  # the most of a file read to find and check its header line
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+_ARCHIVES = {  # magic bytes of compressed files that reach us as "CSV"
+    b"\x1f\x8b": "gzip-compressed",
+    b"PK\x03\x04": "a ZIP archive",
+    b"BZh": "bzip2-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+}
 _MAX_ECHO = 200  # never keep more than this many characters of a header as an excerpt
 
 
@@ -65,6 +71,15 @@ def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_col
         raise InputFileError(uri, f"file is empty: expected a header line `{expected}` followed by data rows")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputFileError(uri, "file is UTF-16 encoded: expected UTF-8 (re-export the file as UTF-8)")
+    for magic, kind in _ARCHIVES.items():
+        if head.startswith(magic):
+            raise InputFileError(
+                uri, f"file is {kind}: expected a plain UTF-8 CSV file (decompress it first)"
+            )
+    if b"\x00" in head[:HEAD_BYTES]:
+        raise InputFileError(
+            uri, "not a text/CSV file (it holds NUL bytes, as binary files do): expected a UTF-8 CSV file"
+        )
     data = head.removeprefix(b"\xef\xbb\xbf")
     if b"\n" not in data and size > len(head):
         raise InputFileError(
@@ -127,10 +142,14 @@ def inspect_file(uri: str, contract: Contract, settings: Settings) -> CheckedFil
         InputFileError: the file is missing or its header is unusable.
         StorageError: the file cannot be read.
     """
+    if uri.endswith("/"):
+        raise InputFileError(uri, "is a folder, not a file: expected a CSV file listed by the batch")
     try:
         head, size = storage.read_head(uri, HEAD_BYTES, settings)
     except FileNotFoundError as exc:
         raise InputFileError(uri, "file does not exist: expected a CSV file listed by the batch") from exc
+    except IsADirectoryError as exc:
+        raise InputFileError(uri, "is a folder, not a file: expected a CSV file listed by the batch") from exc
     return check_header(uri, head, size, contract, settings.extra_columns)
 
 

@@ -150,11 +150,14 @@ def read_head(uri: str, limit: int, settings: Settings) -> tuple[bytes, int]:
     """The first ``limit`` bytes of a file or object, and its whole size, without reading the rest.
 
     Raises:
-        FileNotFoundError: it does not exist (or is a directory / "folder" key).
+        IsADirectoryError: a local path is a directory.
+        FileNotFoundError: it does not exist (or is a "folder" key).
         StorageError: it cannot be read.
     """
     if not is_s3(uri):
         path = local_path(uri)
+        if path.is_dir():
+            raise IsADirectoryError(uri)
         if not path.is_file():
             raise FileNotFoundError(uri)
         with path.open("rb") as handle:
