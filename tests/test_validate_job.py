@@ -311,3 +311,36 @@ def test_same_file_listed_twice_is_read_once(spark: SparkSession, tmp_path: Path
     assert code == 0 and result is not None
     assert result["datasets"]["orders"]["rows_read"] == 1
     assert pc.sum(delta_rows(tmp_path / "lake" / "validated" / "orders").column("order_id")).as_py() == 1
+
+
+def test_valid_rfc4180_csv_is_accepted_as_written(spark: SparkSession, tmp_path: Path) -> None:
+    """A UTF-8 BOM, CRLF line ends, a quoted delimiter, escaped quotes, a quoted field spanning
+    lines and a last line without its newline: every record is one valid row. The file with the
+    line break is found and read in multi-line mode; the other file is read line by line."""
+    spanning = write_csv(
+        tmp_path / "p1.csv",
+        "\ufeffid,sku,cost,category,name,brand,retail_price,department\r\n"
+        '1,S1,5.00,Jeans,"Slim, dark",L,20.00,Men\r\n'
+        '2,S2,5.00,Jeans,"The ""best"" jeans",L,20.00,Men\r\n'
+        '3,S3,5.00,Jeans,"two\r\nlines",L,20.00,Men\r\n'
+        "4,S4,5.00,Jeans,Plain,L,20.00,Women",
+    )
+    plain = write_csv(
+        tmp_path / "p2.csv",
+        "id,sku,cost,category,name,brand,retail_price,department\n5,S5,1.00,Tops,T,B,2.00,Men\n",
+    )
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--batch-id", "b1", "--products", f"{spanning},{plain}"
+    )
+    assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
+    products = result["datasets"]["products"]
+    assert [f["rows_read"] for f in products["files"]] == [4, 1]
+    assert (products["rows_valid"], products["rows_quarantined"]) == (5, 0)
+    names = dict(
+        zip(
+            *delta_rows(tmp_path / "lake" / "validated" / "products", ["id", "name"]).to_pydict().values(),
+            strict=True,
+        )
+    )
+    assert names[1] == "Slim, dark" and names[2] == 'The "best" jeans' and names[4] == "Plain"
+    assert names[3].replace("\r\n", "\n") == "two\nlines"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -45,6 +45,7 @@ class CheckedFile:
     uri: str
     header: tuple[str, ...]  # the file's columns in file order, mapped to contract names
     has_rows: bool
+    multiline: bool = False  # holds a quoted field spanning lines (found by count_rows)
 
     @property
     def spark_path(self) -> str:
@@ -165,25 +166,43 @@ def _file_uri_column(files: list[CheckedFile]) -> Column:
     return F.coalesce(by_path[decoded], decoded)
 
 
-def count_rows(spark: SparkSession, files: list[CheckedFile], multiline: bool) -> dict[str, int]:
-    """Rows read per file, counted by Spark apart from the validation plan (for the accounting check).
+def count_rows(
+    spark: SparkSession, files: list[CheckedFile], multiline: bool
+) -> tuple[dict[str, int], list[CheckedFile]]:
+    """Rows read per file, counted by Spark apart from the validation plan (for the accounting
+    check), and the files marked ``multiline`` where a quoted field spans lines.
 
-    Without multi-line fields a row is a non-blank line after the header; with them, Spark's CSV
-    reader counts records.
+    A row is a non-blank line after the header, unless the file holds a line with an odd number of
+    ``"`` (RFC 4180 doubles a quote inside a quoted field, so a complete record always has an even
+    number): then a quoted field continues on the next line, and that file's records are counted
+    (and later read) by Spark's CSV reader in multi-line mode, so a field with a line break is one
+    row, not two malformed ones. ``multiline`` True reads every file that way.
     """
     if multiline:
-        frame = read_raw(spark, files, None, multiline=True)
-        counts = frame.groupBy(SOURCE_FILE).count().collect()
-        return {row[SOURCE_FILE]: int(row["count"]) for row in counts}
+        marked = [replace(f, multiline=True) for f in files]
+        return _count_records(spark, marked), marked
     lines = spark.read.text([f.spark_path for f in files])
+    odd_quotes = F.size(F.split(F.col("value"), '"')) % 2 == 0  # n quotes -> n + 1 pieces
     counted = (
         lines.where(~F.col("value").rlike(r"^\s*$"))
         .groupBy(_file_uri_column(files).alias(SOURCE_FILE))
-        .count()
+        .agg(F.count(F.lit(1)).alias("lines"), F.sum(odd_quotes.cast("int")).alias("odd"))
         .collect()
     )
+    spanning = {row[SOURCE_FILE] for row in counted if row["odd"]}
     # Every file has a header line (checked before), which is not a row.
-    return {row[SOURCE_FILE]: int(row["count"]) - 1 for row in counted}
+    counts = {row[SOURCE_FILE]: int(row["lines"]) - 1 for row in counted if row[SOURCE_FILE] not in spanning}
+    marked = [replace(f, multiline=f.uri in spanning) for f in files]
+    if spanning:
+        log.info("quoted fields span lines in %d file(s): read as multi-line CSV", len(spanning))
+        counts.update(_count_records(spark, [f for f in marked if f.multiline]))
+    return counts, marked
+
+
+def _count_records(spark: SparkSession, files: list[CheckedFile]) -> dict[str, int]:
+    frame = read_raw(spark, files, None, multiline=True)
+    counts = frame.groupBy(SOURCE_FILE).count().collect()
+    return {row[SOURCE_FILE]: int(row["count"]) for row in counts}
 
 
 def read_raw(
@@ -193,12 +212,13 @@ def read_raw(
     the raw line of any row that did not split into the header's number of fields.
 
     ``contract`` None keeps each file's own header columns (all files must share one header).
+    A file marked ``multiline`` (or every file, with ``multiline``) is read in multi-line mode.
     """
-    by_header: dict[tuple[str, ...], list[CheckedFile]] = defaultdict(list)
+    by_header: dict[tuple[tuple[str, ...], bool], list[CheckedFile]] = defaultdict(list)
     for checked in files:
-        by_header[checked.header].append(checked)
+        by_header[(checked.header, multiline or checked.multiline)].append(checked)
     frames = []
-    for header, group in by_header.items():
+    for (header, spans), group in by_header.items():
         schema = T.StructType(
             [T.StructField(c, T.StringType()) for c in header] + [T.StructField(CORRUPT, T.StringType())]
         )
@@ -211,7 +231,7 @@ def read_raw(
             columnNameOfCorruptRecord=CORRUPT,
             quote='"',
             escape='"',
-            multiLine=multiline,
+            multiLine=spans,
             encoding="UTF-8",
         )
         columns = contract.column_names if contract is not None else list(header)

@@ -134,7 +134,7 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     multiline = ctx.settings.csv_multiline
     # Counted independently of the validation plan, so the accounting check below can catch
     # rows lost or multiplied by it.
-    per_file = count_rows(ctx.spark, checked, multiline)
+    per_file, checked = count_rows(ctx.spark, checked, multiline)
     for file_result in ds.files:
         file_result.rows_read = per_file.get(file_result.uri, 0)
     ds.rows_read = sum(per_file.values())
