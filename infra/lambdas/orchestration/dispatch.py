@@ -242,11 +242,14 @@ class Dispatcher:
             if not self._acquire(candidate["batch_id"]):
                 continue  # someone else took the lock: look again
             fresh = self._batch(candidate["batch_id"])
-            if fresh is None or fresh["status"] != "pending":  # started by a racer in between
+            if fresh is None:
                 self._release(candidate["batch_id"])
                 continue
-            self._start(fresh, now)
-            return str(candidate["batch_id"])
+            # We hold the lock for it now, whatever happened since the query: a racer that saw us as
+            # the holder may already have started it (then it is in flight: keep the lock), or it
+            # may have ended (then release). Settling decides, as for any holder.
+            if not self._settle(fresh, now):
+                return str(candidate["batch_id"])
         return self._holder()
 
     def _alert(self, batch_id: str, arn: str, failure: str) -> None:
