@@ -183,3 +183,8 @@ def test_files_outside_the_allowed_prefixes_are_refused() -> None:
         batch_id="b1", orders=["s3a://data/raw/orders/a.csv"], allowed_input_prefixes="s3://data/raw/"
     )
     assert resolve_batch(allowed).files == {"orders": ["s3a://data/raw/orders/a.csv"]}
+    sibling = make_settings(
+        batch_id="b1", orders=["s3://data/rawfoo/a.csv"], allowed_input_prefixes="s3://data/raw/"
+    )
+    with pytest.raises(ConfigurationError, match="is outside"):  # a prefix that names a folder is a folder
+        resolve_batch(sibling)

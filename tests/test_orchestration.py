@@ -591,3 +591,12 @@ def test_the_operator_cli_reads_the_stack_outputs_and_reruns(
     assert ops.main(["--stack", "missing", "list"]) == 2
     assert ops.main(["list"]) == 2  # no stack and no ECOM_* variables: says so
     assert "pass --stack NAME" in capsys.readouterr().err
+
+
+def test_batches_are_listed_newest_first_without_the_lock(aws: dict[str, Any]) -> None:
+    first, second = _pending_batches(aws, 2)
+    _dispatcher(aws).tick(now=T0 + 300)  # takes the lock: the lock item is not a batch
+    table = aws["ddb"].Table(CHUNKS_TABLE)
+    assert [b["batch_id"] for b in ops.list_batches(table, None, 20)] == sorted([first, second], reverse=True)
+    assert [b["batch_id"] for b in ops.list_batches(table, "processing", 20)] == [first]
+    assert [b["batch_id"] for b in ops.list_batches(table, None, 1)] == [max(first, second)]

@@ -89,31 +89,25 @@ def resolve_batch(settings: Settings) -> Batch:
     return Batch(batch_id, files)
 
 
-def _same_object(uri: str) -> str:
-    """One spelling per object: ``s3a://`` is ``s3://``; a local path is absolute and resolved."""
-    if uri.startswith("s3a://"):
-        return "s3://" + uri[len("s3a://") :]
-    if storage.is_s3(uri):
-        return uri
-    return str(storage.local_path(uri).resolve())
-
-
 def _check_inputs(files: dict[str, list[str]], prefixes: list[str]) -> None:
     """Refuse a batch that lists a file outside the allowed prefixes, or one object twice (under
-    two spellings, or under two datasets): it would be read, and counted, twice.
+    two spellings, or under two datasets): it would be read, and counted, twice. Objects are
+    compared as Spark reads them (:func:`storage.spark_path`: one spelling per object).
 
     Raises:
         ConfigurationError: naming the file and what was expected.
     """
+    # a prefix that names a folder keeps its trailing slash (resolving a local path drops it)
+    allowed = [storage.spark_path(p).rstrip("/") + ("/" if p.endswith("/") else "") for p in prefixes]
     seen: dict[str, tuple[str, str]] = {}
     for dataset, uris in files.items():
         for uri in uris:
-            if prefixes and not any(_same_object(uri).startswith(_same_object(p)) for p in prefixes):
+            key = storage.spark_path(uri)
+            if allowed and not key.startswith(tuple(allowed)):
                 raise ConfigurationError(
                     f"{uri} ({dataset}) is outside the allowed inputs {prefixes}: refused "
                     "(ECOM_ALLOWED_INPUT_PREFIXES)"
                 )
-            key = _same_object(uri)
             if key in seen:
                 other_dataset, other = seen[key]
                 raise ConfigurationError(

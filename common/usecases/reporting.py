@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 SAMPLES_FILE = "report-samples.json"
 
 
-def _run_row(result: ValidationResult | TransformResult, job: str, result_uri: str) -> dict[str, Any]:
+def _run_row(
+    result: ValidationResult | TransformResult, job: str, result_uri: str, report: str
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "batch_id": result.batch_id,
         "job": job,
@@ -37,7 +39,7 @@ def _run_row(result: ValidationResult | TransformResult, job: str, result_uri: s
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "result_uri": result_uri,
-        "report_uri": report_uri(result_uri),
+        "report_uri": report,
         **dict.fromkeys(runs.COUNTS, 0),
     }
     if isinstance(result, ValidationResult):
@@ -97,7 +99,7 @@ def publish_validation(
         storage.write_text(beside(result_uri, SAMPLES_FILE), json.dumps(samples, default=str), settings)
         html = render_batch_report(result, samples, result_uri=result_uri)
         storage.write_text(uri, html, settings, content_type="text/html; charset=utf-8")
-        runs.record_run(spark, lake.runs(), _run_row(result, "validate", result_uri))
+        runs.record_run(spark, lake.runs(), _run_row(result, "validate", result_uri, uri))
         _refresh_index(spark, settings, lake)
     except PipelineError:
         log.exception("the report of batch %s could not be written to %s", result.batch_id, uri)
@@ -139,9 +141,7 @@ def publish_transform(
         kpis = _kpis_of(spark, lake, transform.touched_dates)
         html = render_batch_report(validation, samples, transform, kpis, result_uri=validation_uri)
         storage.write_text(uri, html, settings, content_type="text/html; charset=utf-8")
-        runs.record_run(
-            spark, lake.runs(), {**_run_row(transform, "transform", transform_uri), "report_uri": uri}
-        )
+        runs.record_run(spark, lake.runs(), _run_row(transform, "transform", transform_uri, uri))
     except PipelineError:
         log.exception("the report of batch %s could not be updated at %s", transform.batch_id, uri)
         return None

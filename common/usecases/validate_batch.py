@@ -244,8 +244,8 @@ def run_validation(
         AccountingError: rows were lost or multiplied (an internal error).
         StorageError: a Delta table or file could not be read or written.
     """
-    ctx = _Context(spark, settings, batch, contracts, processing_date, result, Lake(settings.lake_root))
-    ctx.samples = samples
+    lake = Lake(settings.lake_root)
+    ctx = _Context(spark, settings, batch, contracts, processing_date, result, lake, samples=samples)
     for name in DATASETS:
         result.rule_descriptions.update(contracts[name].rule_descriptions())
         result.datasets[name] = DatasetResult()

@@ -60,7 +60,8 @@ def build_manifest(batch: dict[str, Any], config: Config) -> dict[str, Any]:
 def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
     """What the state machine receives; it hands these to the containers (see the contract test)."""
     manifest_key = f"{config.manifest_prefix}{batch_id}.json"
-    result_key = f"{config.results_prefix}{batch_id}/validate.json"
+    results = f"{config.results_prefix}{batch_id}/"  # the job writes its result, summary and report here
+    result_key = f"{results}validate.json"
     return {
         "batch_id": batch_id,
         "manifest_uri": f"s3://{config.bucket}/{manifest_key}",
@@ -68,9 +69,9 @@ def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
         "result_bucket": config.bucket,
         "result_key": result_key,
         # the small, bounded summary the job writes beside its result (all the state machine reads)
-        "summary_key": f"{config.results_prefix}{batch_id}/validate.summary.json",
+        "summary_key": f"{results}validate.summary.json",
         # the batch's HTML report, beside the result (named in alerts)
-        "report_uri": f"s3://{config.bucket}/{config.results_prefix}{batch_id}/report.html",
+        "report_uri": f"s3://{config.bucket}/{results}report.html",
     }
 
 

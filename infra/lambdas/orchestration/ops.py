@@ -193,6 +193,7 @@ def drain_dlq(sqs: Any, queue_url: str, table: Any, config: Config) -> dict[str,
 
 def list_batches(table: Any, status: str | None, limit: int) -> list[dict[str, Any]]:
     """Batches newest first (by id: ids sort by their files' arrival)."""
+    items: list[dict[str, Any]] = []
     if status:
         items = table.query(
             IndexName=STATUS_INDEX,
@@ -203,7 +204,13 @@ def list_batches(table: Any, status: str | None, limit: int) -> list[dict[str, A
             Limit=limit,
         )["Items"]
     else:
-        items = [i for i in table.scan()["Items"] if i["batch_id"] != LOCK_ID]
+        kwargs: dict[str, Any] = {}
+        while True:  # every page: the newest batch can be on any of them
+            page = table.scan(**kwargs)
+            items += [i for i in page["Items"] if i["batch_id"] != LOCK_ID]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
     return sorted(items, key=lambda i: i["batch_id"], reverse=True)[:limit]
 
 
