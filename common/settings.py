@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     csv_multiline: bool = Field(
         default=False, description="Allow quoted fields spanning lines (slower: one task per file)."
     )
+    max_line_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description=(
+            "The longest line (in bytes) a raw file may hold. A file with a longer one fails its dataset "
+            "with a clear error before it is parsed, so one huge line cannot exhaust the job's memory."
+        ),
+    )
     allowed_input_prefixes: str = Field(
         default="",
         description=(

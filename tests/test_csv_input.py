@@ -96,6 +96,8 @@ def test_rows_beyond_the_probe_count_as_rows(tmp_path: Path) -> None:
         (HEADER + "\n" + ROW + "\n" + ROW + "\n", 2),
         (HEADER + "\r\n" + ROW + "\r\n\r\n" + ROW, 2),  # CRLF, a blank line, no final newline
         (HEADER + "\n\n   \n" + ROW + "\n", 1),  # blank and whitespace-only lines are not rows
+        (HEADER + "\r" + ROW + "\r" + ROW + "\r", 2),  # lone carriage returns end lines too
+        ("\ufeff" + HEADER + "\r\n" + ROW + "\r\n", 1),  # a byte-order mark
         (HEADER + "\n", 0),
         (HEADER, 0),
     ],
@@ -105,7 +107,32 @@ def test_data_lines_are_counted_apart_from_the_csv_parser(
 ) -> None:
     path = write_csv(tmp_path / "c d+e.csv", content)  # a space and a plus in the name survive
     checked = CheckedFile(path, tuple(PRODUCTS.column_names), has_rows=True)
-    assert count_rows(spark, [checked], multiline=False)[0] == {path: rows}
+    assert count_rows(spark, [checked], multiline=False, max_line_bytes=1 << 20)[0] == {path: rows}
+
+
+LIMIT = 2048
+
+
+@pytest.mark.parametrize(
+    ("lines", "end", "long_bytes"),
+    [
+        ([ROW, "9," + "x" * 5000, ROW], "\n", 5002),  # skipped by the line reader, found by its bytes
+        ([ROW, "9," + "x" * 5000, ROW], "\r\n", 5003),  # its CR counts: only LF ends a line here
+        ([ROW, "x" * (LIMIT + 1), ROW], "\n", LIMIT + 1),  # just over: returned and measured
+        ([ROW, "x" * 3 * LIMIT], "\n", 3 * LIMIT),  # the last line (no file here ends in a line end)
+        ([ROW, "x" * LIMIT, ROW], "\r\n", 0),  # at the limit (its CR not counted)
+        ([ROW] * 3000, "\r\n", 0),  # more line ends than the limit: no false alarm
+    ],
+)
+def test_lines_longer_than_the_limit_are_measured_never_held(
+    spark: SparkSession, tmp_path: Path, lines: list[str], end: str, long_bytes: int
+) -> None:
+    path = write_csv(tmp_path / "long.csv", end.join([HEADER, *lines]))
+    checked = inspect_file(path, PRODUCTS, make_settings())
+    counts, marked = count_rows(spark, [checked], multiline=False, max_line_bytes=LIMIT)
+    assert marked[0].long_line_bytes == long_bytes
+    if not long_bytes:
+        assert counts == {path: len(lines)}
 
 
 @pytest.mark.parametrize(

@@ -344,3 +344,25 @@ def test_valid_rfc4180_csv_is_accepted_as_written(spark: SparkSession, tmp_path:
     )
     assert names[1] == "Slim, dark" and names[2] == 'The "best" jeans' and names[4] == "Plain"
     assert names[3].replace("\r\n", "\n") == "two\nlines"
+
+
+def test_a_line_longer_than_the_limit_fails_its_dataset_unparsed(spark: SparkSession, tmp_path: Path) -> None:
+    """One enormous row (here 5 KB against a 2 KB limit; the slow drills use 200 MB against the
+    default) fails its dataset with the file and the limit named; its text is never echoed."""
+    good = write_csv(tmp_path / "good.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    long = write_csv(
+        tmp_path / "long.csv",
+        ORDERS_HEADER + "2,10,processing,2025-01-01,,,,1\n3,10," + "SECRET" * 900 + ",2025-01-01,,,,1\n",
+    )
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--batch-id", "b1", "--orders", f"{good},{long}", "--max-line-bytes", "2048"
+    )
+    assert code == 0 and result is not None and result["status"] == "FAILED"
+    orders = result["datasets"]["orders"]
+    assert orders["status"] == "FAILED" and orders["files"][0]["error"] is None
+    assert orders["files"][1]["error"] == (  # 5 + 5,400 + 16 bytes and a line feed
+        "holds line(s) longer than 2,048 bytes (5,422 bytes in them): expected CSV rows of at most "
+        "ECOM_MAX_LINE_BYTES=2048 bytes; the file was not parsed"
+    )
+    assert "SECRET" not in json.dumps(result)
+    assert not (tmp_path / "lake" / "validated" / "orders").exists()

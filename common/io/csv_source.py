@@ -35,6 +35,7 @@ _ARCHIVES = {  # magic bytes of compressed files that reach us as "CSV"
     b"BZh": "bzip2-compressed",
     b"\x28\xb5\x2f\xfd": "zstd-compressed",
 }
+_LINE_MAX_LENGTH = "mapreduce.input.linerecordreader.line.maxlength"
 _MAX_ECHO = 200  # never keep more than this many characters of a header as an excerpt
 
 
@@ -46,6 +47,14 @@ class CheckedFile:
     header: tuple[str, ...]  # the file's columns in file order, mapped to contract names
     has_rows: bool
     multiline: bool = False  # holds a quoted field spanning lines (found by count_rows)
+    size: int = 0  # bytes
+    long_line_bytes: int = 0  # bytes in lines longer than the limit (found by count_rows): refused
+
+    def too_long_message(self, limit: int) -> str:
+        return (
+            f"holds line(s) longer than {limit:,} bytes ({self.long_line_bytes:,} bytes in them): expected "
+            f"CSV rows of at most ECOM_MAX_LINE_BYTES={limit} bytes; the file was not parsed"
+        )
 
     @property
     def spark_path(self) -> str:
@@ -133,7 +142,7 @@ def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_col
         )
     header = tuple(known.get(c, c) for c in columns)
     has_rows = bool(rest.strip()) or size > len(head)
-    return CheckedFile(uri, header, has_rows=has_rows)
+    return CheckedFile(uri, header, has_rows=has_rows, size=size)
 
 
 def inspect_file(uri: str, contract: Contract, settings: Settings) -> CheckedFile:
@@ -167,52 +176,107 @@ def _file_uri_column(files: list[CheckedFile]) -> Column:
 
 
 def count_rows(
-    spark: SparkSession, files: list[CheckedFile], multiline: bool
+    spark: SparkSession, files: list[CheckedFile], multiline: bool, max_line_bytes: int
 ) -> tuple[dict[str, int], list[CheckedFile]]:
     """Rows read per file, counted by Spark apart from the validation plan (for the accounting
-    check), and the files marked ``multiline`` where a quoted field spans lines.
+    check); the files come back marked ``multiline`` where a quoted field spans lines, and with
+    ``long_line_bytes`` where a line is longer than ``max_line_bytes``.
 
     A row is a non-blank line after the header, unless the file holds a line with an odd number of
     ``"`` (RFC 4180 doubles a quote inside a quoted field, so a complete record always has an even
     number): then a quoted field continues on the next line, and that file's records are counted
     (and later read) by Spark's CSV reader in multi-line mode, so a field with a line break is one
     row, not two malformed ones. ``multiline`` True reads every file that way.
+
+    Memory stays bounded by the limit: Hadoop's line reader skips a longer line instead of holding
+    it. Lines are split at line feeds here, so each line end is exactly one byte and a skipped line
+    is found exactly, by the bytes of the file its lines do not account for. (Spark's CSV reader
+    also ends a line at a lone carriage return: files holding one are counted again its way.)
     """
-    if multiline:
-        marked = [replace(f, multiline=True) for f in files]
-        return _count_records(spark, marked), marked
-    lines = spark.read.text([f.spark_path for f in files])
-    odd_quotes = F.size(F.split(F.col("value"), '"')) % 2 == 0  # n quotes -> n + 1 pieces
-    counted = (
-        lines.where(~F.col("value").rlike(r"^\s*$"))
-        .groupBy(_file_uri_column(files).alias(SOURCE_FILE))
-        .agg(F.count(F.lit(1)).alias("lines"), F.sum(odd_quotes.cast("int")).alias("odd"))
-        .collect()
-    )
-    spanning = {row[SOURCE_FILE] for row in counted if row["odd"]}
+    tallies = _tally_lines(spark, files, max_line_bytes, lf_only=True)
+    lone_cr = [f for f in files if f.uri in tallies and tallies[f.uri]["lone_cr"]]
+    if lone_cr:
+        for uri, recount in _tally_lines(spark, lone_cr, max_line_bytes, lf_only=False).items():
+            tallies[uri] = {**tallies[uri], "lines": recount["lines"], "odd": recount["odd"]}
+    marked = []
+    for checked in files:
+        row = tallies.get(checked.uri)
+        # Every line of a file was skipped when it has no row (its size is all in long lines).
+        long_bytes = checked.size if row is None else _long_line_bytes(row)
+        spans = multiline or bool(row and row["odd"])
+        marked.append(replace(checked, multiline=spans, long_line_bytes=long_bytes))
     # Every file has a header line (checked before), which is not a row.
-    counts = {row[SOURCE_FILE]: int(row["lines"]) - 1 for row in counted if row[SOURCE_FILE] not in spanning}
-    marked = [replace(f, multiline=f.uri in spanning) for f in files]
-    if spanning:
-        log.info("quoted fields span lines in %d file(s): read as multi-line CSV", len(spanning))
-        counts.update(_count_records(spark, [f for f in marked if f.multiline]))
+    counts = {uri: int(row["lines"]) - 1 for uri, row in tallies.items()}
+    readable = [f for f in marked if f.multiline and not f.long_line_bytes]
+    if readable:
+        log.info("quoted fields span lines in %d file(s): read as multi-line CSV", len(readable))
+        counts.update(_count_records(spark, readable, max_line_bytes))
     return counts, marked
 
 
-def _count_records(spark: SparkSession, files: list[CheckedFile]) -> dict[str, int]:
-    frame = read_raw(spark, files, None, multiline=True)
+def _tally_lines(
+    spark: SparkSession, files: list[CheckedFile], max_line_bytes: int, lf_only: bool
+) -> dict[str, dict[str, int]]:
+    """Per file: lines, non-blank lines, lines with an odd number of quotes, bytes in lines and
+    in over-long lines, lines holding a lone carriage return, and the file's size."""
+    reader = spark.read.option(_LINE_MAX_LENGTH, str(max_line_bytes + 3))
+    if lf_only:
+        reader = reader.option("lineSep", "\n")
+    value = F.col("value")
+    size = F.octet_length(value)
+    too_long = (size - value.endswith("\r").cast("int")) > max_line_bytes
+    # An over-long line is only measured, never decoded or searched.
+    blank = F.when(too_long, F.lit(False)).otherwise(value.rlike(r"^\s*$"))
+    odd_quotes = F.size(F.split(value, '"')) % 2 == 0  # n quotes -> n + 1 pieces
+    cr_at = F.locate("\r", value)
+    lone_cr = (cr_at > 0) & (cr_at < F.length(value))
+    counted = (
+        reader.text([f.spark_path for f in files])
+        .groupBy(_file_uri_column(files).alias(SOURCE_FILE))
+        .agg(
+            F.count(F.lit(1)).alias("all"),
+            F.sum((~blank).cast("int")).alias("lines"),
+            F.sum(F.when(too_long, 0).otherwise(odd_quotes.cast("int"))).alias("odd"),
+            F.sum(F.when(too_long, 0).otherwise(lone_cr.cast("int"))).alias("lone_cr"),
+            F.sum(size).alias("bytes"),
+            F.sum(F.when(too_long, size).otherwise(0)).alias("long_bytes"),
+            F.max("_metadata.file_size").alias("size"),
+        )
+        .collect()
+    )
+    return {
+        row[SOURCE_FILE]: {k: int(row[k] or 0) for k in row.asDict() if k != SOURCE_FILE} for row in counted
+    }
+
+
+def _long_line_bytes(row: dict[str, int]) -> int:
+    """Bytes of a file in lines longer than the limit: those returned (measured), plus those the
+    line reader skipped, i.e. what the returned lines and their one-byte line ends leave over
+    (up to 3 bytes are a UTF-8 byte-order mark and a last line without a line end)."""
+    unaccounted = row["size"] - row["bytes"] - row["all"]
+    return row["long_bytes"] + (unaccounted if unaccounted > 3 else 0)
+
+
+def _count_records(spark: SparkSession, files: list[CheckedFile], max_chars: int) -> dict[str, int]:
+    frame = read_raw(spark, files, None, multiline=True, max_chars=max_chars)
     counts = frame.groupBy(SOURCE_FILE).count().collect()
     return {row[SOURCE_FILE]: int(row["count"]) for row in counts}
 
 
 def read_raw(
-    spark: SparkSession, files: list[CheckedFile], contract: Contract | None, multiline: bool
+    spark: SparkSession,
+    files: list[CheckedFile],
+    contract: Contract | None,
+    multiline: bool,
+    max_chars: int = -1,
 ) -> DataFrame:
     """Read checked files as text: one column per contract column, plus the source file URI and
     the raw line of any row that did not split into the header's number of fields.
 
     ``contract`` None keeps each file's own header columns (all files must share one header).
     A file marked ``multiline`` (or every file, with ``multiline``) is read in multi-line mode.
+    ``max_chars`` bounds a field (a multi-line field can be longer than any of its lines): a longer
+    one stops the read with the parser's error instead of filling the memory.
     """
     by_header: dict[tuple[tuple[str, ...], bool], list[CheckedFile]] = defaultdict(list)
     for checked in files:
@@ -233,6 +297,7 @@ def read_raw(
             escape='"',
             multiLine=spans,
             encoding="UTF-8",
+            maxCharsPerColumn=max_chars,
         )
         columns = contract.column_names if contract is not None else list(header)
         frames.append(frame.select(*columns, CORRUPT, _file_uri_column(group).alias(SOURCE_FILE)))

@@ -134,13 +134,21 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     multiline = ctx.settings.csv_multiline
     # Counted independently of the validation plan, so the accounting check below can catch
     # rows lost or multiplied by it.
-    per_file, checked = count_rows(ctx.spark, checked, multiline)
+    per_file, checked = count_rows(ctx.spark, checked, multiline, ctx.settings.max_line_bytes)
     for file_result in ds.files:
         file_result.rows_read = per_file.get(file_result.uri, 0)
     ds.rows_read = sum(per_file.values())
+    too_long = {f.uri: f.too_long_message(ctx.settings.max_line_bytes) for f in checked if f.long_line_bytes}
+    if too_long:
+        for file_result in ds.files:
+            if file_result.uri in too_long:
+                file_result.error = too_long[file_result.uri]
+                ds.errors.append(f"{file_result.uri}: {file_result.error}")
+        ds.status = DatasetStatus.FAILED
+        return
     counted_at = time.monotonic()
     parents = [ParentKeys(fk, _parent_keys(ctx, contract, fk)) for fk in contract.foreign_keys]
-    raw_df = read_raw(ctx.spark, checked, contract, multiline)
+    raw_df = read_raw(ctx.spark, checked, contract, multiline, ctx.settings.max_line_bytes)
     annotated = annotate(raw_df, contract, parents, ctx.batch.batch_id, ctx.processing_date)
     annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
     ctx.annotated[name] = annotated
