@@ -27,7 +27,7 @@ WHEELS_STAMP := $(WHEELS)/.fetched
 WHEEL_PLATFORM ?= manylinux2014_x86_64
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test bench bench-quick lint typecheck check lock deploy ops report clean
+.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test drills bench bench-quick lint typecheck check lock deploy ops report clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -113,8 +113,13 @@ report: ## Serve the local lake's reports on 127.0.0.1 (after make run): the ind
 	@for r in $(LAKE)/_results/*/report.html; do echo "report: http://127.0.0.1:$(REPORT_PORT)/$${r#$(LAKE)/}"; done
 	$(PY) -m http.server $(REPORT_PORT) --bind 127.0.0.1 --directory $(LAKE)
 
-test: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP) ## Run the whole test suite (what CI runs)
-	$(PY) -m pytest $(PYTEST_ARGS)
+TEST_DEPS := prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP)
+
+test: $(TEST_DEPS) ## Run the test suite, all but the slow fault drills
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+drills: $(TEST_DEPS) ## The fault drills: jobs killed mid-commit, S3/DynamoDB faults, hostile files, then re-run
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)
 	$(PY) -m tests.bench $(BENCH_ARGS)
@@ -130,7 +135,7 @@ lint: $(STAMP) ## ruff (lint + format check) and the import layers (import-linte
 typecheck: $(STAMP) ## mypy over jobs/ and common/
 	$(VENV)/bin/mypy
 
-check: lint typecheck test ## lint + typecheck + tests (what CI runs)
+check: lint typecheck test drills ## lint + typecheck + tests + drills (what CI runs)
 
 lock: ## Re-pin constraints.txt from a fresh resolve of pyproject.toml
 	rm -rf /tmp/ecom-lock && $(PYTHON) -m venv /tmp/ecom-lock

@@ -69,16 +69,16 @@ class Stack:
 ORDER_KPI_TABLE, CATEGORY_KPI_TABLE = "kpi-order-daily", "kpi-category-daily"
 
 
-def create_kpi_tables(ddb: Any) -> None:
+def create_kpi_tables(ddb: Any, order: str = ORDER_KPI_TABLE, category: str = CATEGORY_KPI_TABLE) -> None:
     """The KPI tables of infra/template.yaml (same keys)."""
     ddb.create_table(
-        TableName=ORDER_KPI_TABLE,
+        TableName=order,
         KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
     ddb.create_table(
-        TableName=CATEGORY_KPI_TABLE,
+        TableName=category,
         KeySchema=[
             {"AttributeName": "category", "KeyType": "HASH"},
             {"AttributeName": "order_date", "KeyType": "RANGE"},

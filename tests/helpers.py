@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from pyspark.sql import SparkSession
 
+from common.usecases.stage_batch import stage_batch
 from jobs import validate
+from tests.conftest import make_settings
+from tests.minio_server import Minio
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "ecom-lake"  # the S3 tests' bucket in the session's MinIO
 
 
 def run_validate(spark: SparkSession, lake: Path, *args: str) -> tuple[int, dict[str, Any] | None]:
@@ -34,3 +43,38 @@ def assert_accounted(result: dict[str, Any]) -> None:
         if d["status"] in {"PASSED", "FAILED"} and not any(f.get("error") for f in d["files"]):
             assert d["rows_read"] == d["rows_valid"] + d["rows_quarantined"] + d["duplicates_collapsed"], name
             assert d["rows_read"] == sum(f["rows_read"] for f in d["files"]), name
+
+
+def job_env(minio: Minio, dynamodb: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOM_", "AWS_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID=minio.access_key,  # the default credentials chain (S3A and boto3) reads these
+        AWS_SECRET_ACCESS_KEY=minio.secret_key,
+        AWS_DEFAULT_REGION="us-east-1",
+        ECOM_S3_ENDPOINT_URL=minio.endpoint,
+        ECOM_SPARK_MASTER="local[2]",
+        ECOM_SPARK_SHUFFLE_PARTITIONS="2",
+        ECOM_LOG_FORMAT="json",
+        PYTHONPATH=str(ROOT),
+    )
+    if dynamodb:
+        env["ECOM_DYNAMODB_ENDPOINT_URL"] = dynamodb
+    env.update(extra)
+    return env
+
+
+def upload_batch(minio: Minio, local: Path, bucket: str = BUCKET) -> str:
+    """Stage a generated batch in MinIO the way `generate --upload` does (the landing-zone layout)."""
+    with pytest.MonkeyPatch.context() as env:  # the default credentials chain, as the job reads it
+        env.setenv("AWS_ACCESS_KEY_ID", minio.access_key)
+        env.setenv("AWS_SECRET_ACCESS_KEY", minio.secret_key)
+        settings = make_settings(s3_endpoint_url=minio.endpoint)
+        return stage_batch(local / "manifest.json", f"s3://{bucket}", settings)
+
+
+def read_json(s3: Any, key: str, bucket: str = BUCKET) -> dict[str, Any]:
+    return dict(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)

@@ -215,3 +215,17 @@ def test_files_outside_the_allowed_prefixes_are_refused() -> None:
     )
     with pytest.raises(ConfigurationError, match="is outside"):  # a prefix that names a folder is a folder
         resolve_batch(sibling)
+
+
+def test_a_file_listed_under_the_wrong_dataset_is_named_for_what_it_is() -> None:
+    orders = load_contract("orders")
+    head = b"order_id,user_id,status,created_at,returned_at,shipped_at,delivered_at,num_of_item\n1,2,x,,,,,1"
+    items = load_contract("order_items")
+    with pytest.raises(InputFileError) as raised:
+        check_header("s3://b/raw/order_items/o.csv", head, len(head), items, "reject", [orders, PRODUCTS])
+    assert raised.value.message.endswith(
+        "the header has 8 column(s); it has every column of `orders`: is it listed under the wrong dataset?"
+    )
+    with pytest.raises(InputFileError) as raised:  # no other contract fits: no hint
+        check_header("s3://b/raw/order_items/o.csv", head, len(head), items, "reject", [PRODUCTS])
+    assert raised.value.message.endswith("the header has 8 column(s)")

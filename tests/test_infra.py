@@ -75,6 +75,16 @@ def test_task_definition_environment_names_are_settings_the_jobs_read() -> None:
     assert overrides and set(overrides) <= known
 
 
+def test_a_retried_job_outwaits_the_lease_of_the_killed_one() -> None:
+    """A killed task keeps the lake's lease until its TTL lapses; the retry (after the backoff) must
+    wait longer than that, or it fails as "lake busy" through every attempt (see the kill drills)."""
+    backoff = int(TEMPLATE["Parameters"]["RetryIntervalSeconds"]["MinValue"])
+    for name, task in _of_type("AWS::ECS::TaskDefinition").items():
+        env = {e["Name"]: e["Value"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+        ttl = int(env["ECOM_LAKE_LOCK_TTL_SECONDS"])
+        assert backoff + int(env["ECOM_LAKE_LOCK_WAIT_SECONDS"]) > ttl, name
+
+
 def test_lambda_environment_names_are_read_by_the_lambda_config() -> None:
     source = (ROOT / "infra" / "lambdas" / "orchestration" / "config.py").read_text()
     read = set(re.findall(r'env(?:\.get)?[\[(]"(ECOM_[A-Z_]+)"', source))

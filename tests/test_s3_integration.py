@@ -4,7 +4,6 @@ S3-compatible server (MinIO, built from source), DynamoDB on moto's server; all 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,15 +15,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.generator import GeneratorConfig, generate_batch
-from common.usecases.stage_batch import stage_batch
 from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
-from tests.conftest import make_settings, read_s3_with
+from tests.conftest import read_s3_with
+from tests.helpers import BUCKET, job_env, read_json, run, upload_batch
 from tests.minio_server import Minio
 from tests.moto_server import client, moto_server
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
-BUCKET = "ecom-lake"
 LOCK_TABLE = "ecom-lake-lock"
 
 
@@ -40,41 +37,6 @@ def s3(minio: Minio, spark: SparkSession) -> Any:
 def dynamodb_endpoint() -> Iterator[str]:
     with moto_server() as url:
         yield url
-
-
-def job_env(minio: Minio, dynamodb: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOM_", "AWS_"))}
-    env.update(
-        AWS_ACCESS_KEY_ID=minio.access_key,  # the default credentials chain (S3A and boto3) reads these
-        AWS_SECRET_ACCESS_KEY=minio.secret_key,
-        AWS_DEFAULT_REGION="us-east-1",
-        ECOM_S3_ENDPOINT_URL=minio.endpoint,
-        ECOM_SPARK_MASTER="local[2]",
-        ECOM_SPARK_SHUFFLE_PARTITIONS="2",
-        ECOM_LOG_FORMAT="json",
-        PYTHONPATH=str(ROOT),
-    )
-    if dynamodb:
-        env["ECOM_DYNAMODB_ENDPOINT_URL"] = dynamodb
-    env.update(extra)
-    return env
-
-
-def upload_batch(minio: Minio, local: Path) -> str:
-    """Stage a generated batch in MinIO the way `generate --upload` does (the landing-zone layout)."""
-    with pytest.MonkeyPatch.context() as env:  # the default credentials chain, as the job reads it
-        env.setenv("AWS_ACCESS_KEY_ID", minio.access_key)
-        env.setenv("AWS_SECRET_ACCESS_KEY", minio.secret_key)
-        settings = make_settings(s3_endpoint_url=minio.endpoint)
-        return stage_batch(local / "manifest.json", f"s3://{BUCKET}", settings)
-
-
-def read_json(s3: Any, key: str) -> dict[str, Any]:
-    return dict(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
-
-
-def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_validate_reads_raw_files_and_writes_delta_in_s3(

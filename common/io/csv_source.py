@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -65,12 +66,21 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
 
 
-def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_columns: str) -> CheckedFile:
+def check_header(
+    uri: str,
+    head: bytes,
+    size: int,
+    contract: Contract,
+    extra_columns: str,
+    others: Sequence[Contract] = (),
+) -> CheckedFile:
     """Check one file's header (from its first bytes) against the contract.
 
     Args:
         head: the first bytes of the file (up to :data:`HEAD_BYTES`).
         size: the file's whole size in bytes.
+        others: the other datasets' contracts: a header that lacks columns of ``contract`` but has
+            all of another's is named as that dataset's (a file listed under the wrong dataset).
 
     Raises:
         InputFileError: empty file, undecodable or wrongly delimited header, duplicate, missing
@@ -127,10 +137,12 @@ def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_col
     missing = [c for c in contract.column_names if c.lower() not in columns]
     extra = [c for c in columns if c not in known]
     if missing:
+        fits = [o.dataset for o in others if all(c.lower() in columns for c in o.column_names)]
+        hint = f"; it has every column of `{fits[0]}`: is it listed under the wrong dataset?" if fits else ""
         raise InputFileError(
             uri,
             f"missing required column(s) {missing}: expected columns `{expected}` (any order); "
-            f"the header has {len(columns)} column(s)",
+            f"the header has {len(columns)} column(s){hint}",
             excerpt=_shorten(",".join(columns)),
         )
     if extra and extra_columns == "reject":
@@ -145,8 +157,11 @@ def check_header(uri: str, head: bytes, size: int, contract: Contract, extra_col
     return CheckedFile(uri, header, has_rows=has_rows, size=size)
 
 
-def inspect_file(uri: str, contract: Contract, settings: Settings) -> CheckedFile:
-    """Read the first bytes of ``uri`` (never the whole file) and check its header.
+def inspect_file(
+    uri: str, contract: Contract, settings: Settings, others: Sequence[Contract] = ()
+) -> CheckedFile:
+    """Read the first bytes of ``uri`` (never the whole file) and check its header (see
+    :func:`check_header` for ``others``).
 
     Raises:
         InputFileError: the file is missing or its header is unusable.
@@ -160,7 +175,7 @@ def inspect_file(uri: str, contract: Contract, settings: Settings) -> CheckedFil
         raise InputFileError(uri, "file does not exist: expected a CSV file listed by the batch") from exc
     except IsADirectoryError as exc:
         raise InputFileError(uri, "is a folder, not a file: expected a CSV file listed by the batch") from exc
-    return check_header(uri, head, size, contract, settings.extra_columns)
+    return check_header(uri, head, size, contract, settings.extra_columns, others)
 
 
 def _file_uri_column(files: list[CheckedFile]) -> Column:

@@ -85,11 +85,13 @@ def batch_write(
     for start in range(0, len(requests), BATCH_SIZE):
         pending = requests[start : start + BATCH_SIZE]
         attempt = 0
+        last = "unprocessed items"
         while pending:
             attempt += 1
             if attempt > max_attempts:
                 raise DynamoWriteError(
-                    f"{len(pending)} item(s) still unprocessed in {table} after {max_attempts} attempts"
+                    f"{len(pending)} item(s) still unprocessed in {table} after {max_attempts} attempts "
+                    f"(the last answer: {last}); items written so far stay: re-run the batch"
                 )
             if attempt > 1:
                 delay = min(max_delay, base_delay * 2 ** (attempt - 2))
@@ -98,11 +100,13 @@ def batch_write(
             try:
                 response = client.batch_write_item(RequestItems={table: pending})
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in RETRYABLE:
+                last = exc.response.get("Error", {}).get("Code", "?")
+                if last not in RETRYABLE:
                     raise DynamoWriteError(f"cannot write to DynamoDB table {table}: {exc}") from exc
                 stats.throttled_calls += 1
                 log.warning("DynamoDB %s throttled (attempt %d): retrying", table, attempt)
                 continue
+            last = "unprocessed items"
             pending = response.get("UnprocessedItems", {}).get(table, [])
             if pending:
                 stats.retried_items += len(pending)

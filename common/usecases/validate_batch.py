@@ -68,11 +68,12 @@ class _Context:
 def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: DatasetResult) -> list[CheckedFile]:
     """Check every file's header; record each file's problem (all of them, not just the first)."""
     checked: list[CheckedFile] = []
+    others = [c for c in ctx.contracts.values() if c.dataset != contract.dataset]
     for uri in uris:
         file_result = FileResult(uri=uri)
         ds.files.append(file_result)
         try:
-            item = inspect_file(uri, contract, ctx.settings)
+            item = inspect_file(uri, contract, ctx.settings, others)
             if not item.has_rows and not ctx.settings.allow_empty_files:
                 raise InputFileError(
                     uri,
