@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from common.contracts.columns import CORRUPT, SOURCE_FILE
 from common.contracts.model import Contract
-from common.errors import InputFileError
+from common.errors import InputFileError, shorten
 from common.io import storage
 
 if TYPE_CHECKING:
@@ -60,10 +60,6 @@ class CheckedFile:
     @property
     def spark_path(self) -> str:
         return storage.spark_path(self.uri)
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
 
 
 def check_header(
@@ -124,14 +120,14 @@ def check_header(
                 raise InputFileError(
                     uri,
                     f"header is {name}-delimited: expected comma-separated columns `{expected}`",
-                    excerpt=_shorten(text),
+                    excerpt=shorten(text, _MAX_ECHO),
                 )
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
         raise InputFileError(
             uri,
             f"header repeats {len(duplicates)} column name(s): each column must appear once",
-            excerpt=_shorten(",".join(duplicates)),
+            excerpt=shorten(",".join(duplicates), _MAX_ECHO),
         )
     known = {c.lower(): c for c in contract.column_names}
     missing = [c for c in contract.column_names if c.lower() not in columns]
@@ -143,14 +139,14 @@ def check_header(
             uri,
             f"missing required column(s) {missing}: expected columns `{expected}` (any order); "
             f"the header has {len(columns)} column(s){hint}",
-            excerpt=_shorten(",".join(columns)),
+            excerpt=shorten(",".join(columns), _MAX_ECHO),
         )
     if extra and extra_columns == "reject":
         raise InputFileError(
             uri,
             f"{len(extra)} unexpected column(s): expected columns `{expected}`; "
             "set ECOM_EXTRA_COLUMNS=ignore (--extra-columns ignore) to drop them",
-            excerpt=_shorten(",".join(extra)),
+            excerpt=shorten(",".join(extra), _MAX_ECHO),
         )
     header = tuple(known.get(c, c) for c in columns)
     has_rows = bool(rest.strip()) or size > len(head)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, computed_field
 
-from common.errors import ResultNotUsableError, StorageError
+from common.errors import ResultNotUsableError, StorageError, shorten
 from common.io import storage
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def summary_uri(result_uri: str) -> str:
 
 
 def _bounded(errors: list[str]) -> list[str]:
-    kept = [e if len(e) <= SUMMARY_MAX_CHARS else e[: SUMMARY_MAX_CHARS - 1] + "…" for e in errors]
+    kept = [shorten(e, SUMMARY_MAX_CHARS) for e in errors]
     if len(kept) > SUMMARY_MAX_ERRORS:
         more = len(kept) - SUMMARY_MAX_ERRORS + 1
         kept = [*kept[: SUMMARY_MAX_ERRORS - 1], f"… and {more} more (see the result file)"]

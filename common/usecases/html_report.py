@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pygal.style import Style
 
+from common.errors import shorten
 from common.io.results import TransformResult, ValidationResult
 
 SAMPLE_PER_RULE = 20  # quarantined rows shown per failing rule
@@ -129,8 +130,7 @@ class KpiView:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    return shorten("" if value is None else str(value), MAX_CELL)
 
 
 def render_batch_report(
