@@ -11,6 +11,7 @@ Each drill also records what a reader of the lake saw between the crash and the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from common.contracts import DATASETS
 from common.generator import GeneratorConfig, generate_batch
@@ -89,14 +91,27 @@ class Stage:
             **extra,
         )
 
-    def start(self, job: str, lake: str, **extra: str) -> Job:
-        args = ["--manifest", self.manifest] if job == "validate" else ["--batch-id", BATCH]
-        return Job(f"jobs.{job}", args, self.env(lake, **extra), self.cwd)
+    def start(
+        self, job: str, lake: str, args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> Job:
+        """Run ``job`` on ``lake`` (by default for the batch of the manifest), ``env`` added."""
+        if args is None:
+            args = ["--manifest", self.manifest] if job == "validate" else ["--batch-id", BATCH]
+        return Job(f"jobs.{job}", args, self.env(lake, **(env or {})), self.cwd)
 
-    def run(self, job: str, lake: str, **extra: str) -> tuple[int, str]:
-        return self.start(job, lake, **extra).finish()
+    def run(
+        self, job: str, lake: str, args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        return self.start(job, lake, args, env).finish()
 
-    def killed_at(self, job: str, lake: str, fault: Fault, **extra: str) -> Fault:
+    def killed_at(
+        self,
+        job: str,
+        lake: str,
+        fault: Fault,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Fault:
         """Run ``job`` with ``fault`` armed to kill it: as the request reaches the proxy, or (when
         ``fault.after`` is set) once the server answered it. Returns the fault once the job died."""
         holder: dict[str, Job] = {}
@@ -109,7 +124,7 @@ class Stage:
         proxy = self.ddb_proxy if fault.target else self.s3_proxy
         proxy.add(fault)
         try:
-            holder["job"] = self.start(job, lake, **extra)
+            holder["job"] = self.start(job, lake, args, env)
             code, stderr = holder["job"].finish()
         finally:
             proxy.clear()
@@ -238,7 +253,7 @@ def test_validate_killed_between_two_datasets(stage: Stage, reference: Reference
         "ECOM_LAKE_LOCK_TTL_SECONDS": "30",
         "ECOM_LAKE_LOCK_WAIT_SECONDS": "90",
     }
-    stage.killed_at("validate", lake, Fault("PUT", f"/{lake}/validated/orders/"), **lease)
+    stage.killed_at("validate", lake, Fault("PUT", f"/{lake}/validated/orders/"), env=lease)
     assert stage.ddb.get_item(TableName=f"{lake}-lock", Key={"lake": {"S": f"s3://{BUCKET}/{lake}"}}).get(
         "Item"
     )
@@ -246,7 +261,7 @@ def test_validate_killed_between_two_datasets(stage: Stage, reference: Reference
     assert seen["validated/products"] == reference.tables["validated/products"]
     assert seen["quarantine/products"] == reference.tables["quarantine/products"]
     assert seen["validated/orders"] is None and seen["validated/order_items"] is None
-    code, stderr = stage.run("validate", lake, **lease)
+    code, stderr = stage.run("validate", lake, env=lease)
     assert code == 0, stderr[-3000:]
     assert stage.tables(lake) == reference.tables
 
@@ -283,6 +298,46 @@ def test_transform_killed_while_committing_its_delta_write(
     assert stage.table(lake, "kpi", "order_daily") == expected
     assert stage.run("transform", lake)[0] == 0
     assert stage.kpis(lake) == reference.kpis
+
+
+def test_a_correction_killed_after_its_kpi_commit_still_deletes_the_vanished_date(
+    stage: Stage, reference: Reference
+) -> None:
+    """A second batch moves the only order of one day to another day: that day's KPI row must go,
+    from Delta and from DynamoDB. Transform is killed just after order_daily's Delta commit landed.
+    DynamoDB is written before Delta, so the re-run still finds the vanished day in Delta and deletes
+    its item; written the other way round, the re-run would find nothing to delete."""
+    orders = stage.spark.read.format("delta").load(f"s3a://{BUCKET}/ref/validated/orders")
+    dated = orders.withColumn("day", F.to_date("created_at"))
+    lonely = dated.groupBy("day").count().where("count = 1").select("day")
+    row = dated.join(lonely, "day").orderBy("order_id").first()
+    assert row is not None
+    gone = row["day"].isoformat()
+    assert any(json.loads(r)["order_date"] == gone for r in reference.kpis["kpi/order_daily"] or [])
+    columns = [c for c in orders.columns if not c.startswith("_")]  # the contract's, in its order
+    values = {**row.asDict(), "created_at": row["created_at"] - dt.timedelta(days=400)}
+    cells = [
+        "" if v is None else v.isoformat() if isinstance(v, dt.date) else str(v)
+        for v in (values[c] for c in columns)
+    ]
+    key = "raw/orders/drill-2.csv"
+    stage.s3.put_object(Bucket=BUCKET, Key=key, Body=f"{','.join(columns)}\n{','.join(cells)}\n".encode())
+    second = ["--batch-id", "drill-2", "--orders", f"s3://{BUCKET}/{key}"]
+    for lake in ("fix-ref", "fix-kill"):  # both start from the reference lake after batch 1
+        stage.copy("ref", lake)
+        stage.kpi_tables(lake)
+        for table in ("order", "category"):
+            for item in stage.ddb.scan(TableName=f"ref-{table}")["Items"]:
+                stage.ddb.put_item(TableName=f"{lake}-{table}", Item=item)
+        assert stage.run("validate", lake, second)[0] == 0
+    assert stage.run("transform", "fix-ref", ["--batch-id", "drill-2"])[0] == 0
+    expected = stage.kpis("fix-ref")
+    assert not any(json.loads(r)["order_date"] == gone for r in expected["kpi/order_daily"] or [])
+    assert not any(json.loads(i)["order_date"]["S"] == gone for i in expected["dynamodb/order"] or [])
+    commit = Fault("PUT", r"/fix-kill/kpi/order_daily/_delta_log/\d{20}\.json$", after=lambda: None)
+    stage.killed_at("transform", "fix-kill", commit, ["--batch-id", "drill-2"])
+    assert stage.run("transform", "fix-kill", ["--batch-id", "drill-2"])[0] == 0
+    assert stage.kpis("fix-kill") == expected
 
 
 def test_s3_errors_and_dropped_connections_are_retried(stage: Stage, reference: Reference) -> None:
@@ -325,7 +380,9 @@ def test_s3_throttling_beyond_the_retries_fails_visibly_and_a_rerun_repairs(
     lake = "throttled"
     stage.s3_proxy.add(Fault("PUT", f"/{lake}/validated/orders/", respond=S3_SLOW_DOWN))
     try:
-        code, stderr = stage.run("validate", lake, PYSPARK_SUBMIT_ARGS=f"{SHORT_S3_RETRIES} pyspark-shell")
+        code, stderr = stage.run(
+            "validate", lake, env={"PYSPARK_SUBMIT_ARGS": f"{SHORT_S3_RETRIES} pyspark-shell"}
+        )
     finally:
         stage.s3_proxy.clear()
     assert code == 1, stderr[-3000:]
