@@ -82,9 +82,14 @@ def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: Dataset
                 )
             checked.append(item)
         except InputFileError as exc:
-            file_result.error, file_result.excerpt = exc.message, exc.excerpt
-            ds.errors.append(str(exc))
+            _record(ds, file_result, exc)
     return checked
+
+
+def _record(ds: DatasetResult, file_result: FileResult, exc: InputFileError) -> None:
+    """A file's problem, on the file (with what it held) and on its dataset."""
+    file_result.error, file_result.excerpt = exc.message, exc.excerpt
+    ds.errors.append(str(exc))
 
 
 def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | None:
@@ -143,8 +148,7 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     if too_long:
         for file_result in ds.files:
             if file_result.uri in too_long:
-                file_result.error = too_long[file_result.uri]
-                ds.errors.append(f"{file_result.uri}: {file_result.error}")
+                _record(ds, file_result, InputFileError(file_result.uri, too_long[file_result.uri]))
         ds.status = DatasetStatus.FAILED
         return
     counted_at = time.monotonic()
