@@ -102,11 +102,11 @@ class Settings(BaseSettings):
     )
 
     # --- validation behaviour -----------------------------------------------------------------
-    quarantine_threshold: float = Field(
-        default=0.05,
+    quarantine_threshold: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="Batch FAILS when a dataset quarantines more than this share.",
+        description="Override every contract's own quarantineThreshold for this run (a share, 0..1).",
     )
     extra_columns: Literal["reject", "ignore"] = Field(
         default="reject", description="What to do with columns the contract does not declare."

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from common.contracts import load_contract, load_contracts
+from common.contracts import DATASETS, load_contract, load_contracts
+from common.contracts.loader import contract_path
 from common.errors import ContractError
 
 
@@ -67,62 +71,119 @@ def test_required_columns_match_the_issue() -> None:
     assert not_null("products") == {"id", "category", "cost", "retail_price"}
 
 
-def _write(tmp_path: Path, body: str) -> Path:
-    (tmp_path / "orders.yaml").write_text(body)
-    return tmp_path
+def _orders() -> dict[str, Any]:
+    """The packaged orders contract as a plain document, to be edited by a test."""
+    return yaml.safe_load(contract_path("orders").read_text(encoding="utf-8"))
 
 
-def test_rule_naming_an_undeclared_column_is_rejected(tmp_path: Path) -> None:
-    directory = _write(
-        tmp_path,
-        "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: long}}\n"
-        "rules: [{rule: not_null, columns: [user_id]}]\n",
-    )
-    with pytest.raises(ContractError, match="user_id"):
-        load_contract("orders", directory)
+def _prop(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in document["schema"][0]["properties"] if p["name"] == name)
 
 
-def test_unknown_type_is_rejected(tmp_path: Path) -> None:
-    directory = _write(
-        tmp_path, "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: bigint}}\n"
-    )
-    with pytest.raises(ContractError, match="unknown type 'bigint'"):
-        load_contract("orders", directory)
+def _load(tmp_path: Path, document: dict[str, Any]) -> None:
+    (tmp_path / "orders.odcs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    load_contract("orders", tmp_path)
 
 
-def test_misspelled_rule_field_is_rejected(tmp_path: Path) -> None:
-    directory = _write(
-        tmp_path,
-        "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: long}}\n"
-        "rules: [{rule: min, column: order_id, vaule: 1}]\n",
-    )
-    with pytest.raises(ContractError, match="vaule"):
-        load_contract("orders", directory)
+def test_a_foreign_key_to_an_undeclared_column_is_rejected(tmp_path: Path) -> None:
+    for name in DATASETS:
+        shutil.copy(contract_path(name), tmp_path)
+    items = yaml.safe_load((tmp_path / "order_items.odcs.yaml").read_text())
+    _prop(items, "product_id")["relationships"] = [{"type": "foreignKey", "to": "products.product_id"}]
+    (tmp_path / "order_items.odcs.yaml").write_text(yaml.safe_dump(items, sort_keys=False))
+    with pytest.raises(ContractError, match=r"order_items.product_id references products.product_id"):
+        load_contracts(tmp_path)
+
+
+def test_a_physical_type_we_cannot_read_is_rejected_by_field(tmp_path: Path) -> None:
+    document = _orders()
+    _prop(document, "user_id")["physicalType"] = "varchar(10)"
+    with pytest.raises(
+        ContractError, match=r"schema\[0\]\.properties\[1\] \(user_id\): physicalType 'varchar"
+    ):
+        _load(tmp_path, document)
+
+
+def test_a_logical_type_that_contradicts_the_physical_one_is_rejected(tmp_path: Path) -> None:
+    document = _orders()
+    _prop(document, "user_id")["logicalType"] = "number"
+    with pytest.raises(
+        ContractError,
+        match=r"\(user_id\): logicalType 'number' does not match physicalType 'bigint': expected 'integer'",
+    ):
+        _load(tmp_path, document)
+
+
+def test_a_misspelt_field_is_rejected_by_the_standards_schema(tmp_path: Path) -> None:
+    """The standard's pydantic model alone ignores unknown nested keys: `requried` would silently
+    drop a not-null check. The JSON Schema refuses it, naming the place."""
+    document = _orders()
+    _prop(document, "user_id")["requried"] = True
+    with pytest.raises(ContractError, match=r"schema\[0\]\.properties\[1\].*'requried' was unexpected"):
+        _load(tmp_path, document)
+
+
+def test_a_check_we_do_not_run_is_refused_not_ignored(tmp_path: Path) -> None:
+    document = _orders()
+    _prop(document, "status")["logicalTypeOptions"] = {"maxLength": 20}
+    with pytest.raises(
+        ContractError, match=r"\(status\): logicalTypeOptions \['maxLength'\] are not enforced"
+    ):
+        _load(tmp_path, document)
+    document = _orders()
+    document["schema"][0]["quality"].append({"type": "sql", "query": "SELECT 1", "mustBe": 1})
+    with pytest.raises(ContractError, match=r"schema\[0\]\.quality\[2\].*type: custom, engine: spark-sql"):
+        _load(tmp_path, document)
+
+
+def test_unique_is_honoured_only_on_the_primary_key(tmp_path: Path) -> None:
+    document = _orders()
+    _prop(document, "order_id")["unique"] = True
+    _load(tmp_path, document)  # the key is unique by construction
+    _prop(document, "user_id")["unique"] = True
+    with pytest.raises(ContractError, match=r"\(user_id\): unique is enforced only on the primary key"):
+        _load(tmp_path, document)
+
+
+def test_an_unknown_severity_is_rejected(tmp_path: Path) -> None:
+    document = _orders()
+    document["schema"][0]["quality"][0]["severity"] = "info"
+    with pytest.raises(ContractError, match=r"severity 'info' is not one of \['error', 'warning'\]"):
+        _load(tmp_path, document)
 
 
 def test_missing_contract_file_says_where_it_looked(tmp_path: Path) -> None:
-    with pytest.raises(ContractError, match="expected a file at"):
+    with pytest.raises(ContractError, match=r"expected a file at .*orders\.odcs\.yaml"):
         load_contract("orders", tmp_path)
 
 
 def test_a_column_may_not_take_a_reserved_name(tmp_path: Path) -> None:
-    directory = _write(
-        tmp_path,
-        "dataset: orders\nprimary_key: [order_id]\n"
-        "columns: {order_id: {type: long}, _batch_id: {type: string}}\n",
+    document = _orders()
+    document["schema"][0]["properties"].append(
+        {"name": "_batch_id", "logicalType": "string", "physicalType": "string"}
     )
     with pytest.raises(ContractError, match=r"\['_batch_id'\] start with '_', which is reserved"):
-        load_contract("orders", directory)
+        _load(tmp_path, document)
 
 
-def test_an_unknown_rule_kind_is_rejected_by_name(tmp_path: Path) -> None:
-    directory = _write(
-        tmp_path,
-        "dataset: orders\nprimary_key: [order_id]\ncolumns: {order_id: {type: long}}\n"
-        "rules: [{rule: between, column: order_id}]\n",
-    )
-    with pytest.raises(ContractError, match="between"):
-        load_contract("orders", directory)
+def test_the_document_must_describe_its_own_dataset(tmp_path: Path) -> None:
+    document = _orders()
+    document["schema"][0]["name"] = "order"
+    with pytest.raises(ContractError, match=r"exactly one object named 'orders', found \['order'\]"):
+        _load(tmp_path, document)
+
+
+def test_the_odcs_fields_map_onto_our_rule_kinds() -> None:
+    """Each honoured ODCS field, read from the packaged files, becomes the rule it stands for."""
+    contracts = load_contracts()
+    orders = contracts["orders"]
+    assert orders.primary_key == ["order_id"]
+    assert orders.columns["status"].normalize == "lower"
+    assert orders.columns["num_of_item"].type == "int"
+    assert orders.quarantine_threshold == 0.05
+    assert [r.rule for r in orders.rules] == ["not_null", "allowed_values", "min", "expression", "expression"]
+    assert orders.rules_of("warn")[0][0] == "timestamps_out_of_order"
+    assert contracts["products"].columns["cost"].type == "decimal(12,2)"
 
 
 def test_each_rule_kind_owns_its_codes_descriptions_and_condition() -> None:

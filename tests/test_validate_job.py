@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
+from common.contracts import DATASETS
+from common.contracts.loader import contract_path
 from common.generator import GeneratorConfig, generate_batch
 from tests.conftest import write_csv
 from tests.helpers import assert_accounted, delta_rows, run_validate
@@ -186,7 +190,10 @@ def test_over_threshold_batch_fails_and_publishes_nothing(spark: SparkSession, t
     code, result = run_validate(spark, tmp_path / "lake", "--batch-id", "b1", "--orders", orders)
     assert code == 0 and result is not None
     assert result["status"] == "FAILED"
-    assert "1 of 2 rows quarantined (50.00%), above the threshold of 5.00%" in result["errors"][0]
+    assert (
+        "1 of 2 rows quarantined (50.00%), above the threshold of 5.00% its contract sets"
+        in result["errors"][0]
+    )
     assert not (tmp_path / "lake" / "validated" / "orders").exists()
     assert delta_rows(tmp_path / "lake" / "quarantine" / "orders").column("user_id").to_pylist() == ["x"]
     assert_accounted(result)
@@ -366,3 +373,80 @@ def test_a_line_longer_than_the_limit_fails_its_dataset_unparsed(spark: SparkSes
     )
     assert "SECRET" not in json.dumps(result)
     assert not (tmp_path / "lake" / "validated" / "orders").exists()
+
+
+def _edited_contracts(tmp_path: Path, edit: Any) -> Path:
+    """A copy of the packaged ODCS files with ``edit(orders_document)`` applied to orders."""
+    directory = tmp_path / "contracts"
+    directory.mkdir()
+    for name in DATASETS:
+        shutil.copy(contract_path(name), directory)
+    document = yaml.safe_load((directory / "orders.odcs.yaml").read_text())
+    edit(document)
+    (directory / "orders.odcs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return directory
+
+
+def test_a_rule_a_threshold_and_a_valid_value_change_by_editing_only_the_odcs_file(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    orders = write_csv(
+        tmp_path / "o.csv",
+        ORDERS_HEADER
+        + "1,10,processing,2025-01-01,,,,1\n"
+        + "2,11,returned,2025-01-01,2025-01-04,2025-01-02,2025-01-03,1\n"
+        + "3,12,processing,2025-01-01,,,,0\n"
+        + "4,13,processing,2025-01-01,,,,2\n",
+    )
+    code, packaged = run_validate(spark, tmp_path / "lake1", "--batch-id", "b1", "--orders", orders)
+    assert code == 0 and packaged is not None
+    assert packaged["status"] == "FAILED"  # 1 of 4 (25%) above the packaged 5%
+    assert packaged["datasets"]["orders"]["rule_counts"] == {"min:num_of_item": 1}
+
+    def edit(document: dict[str, Any]) -> None:
+        obj = document["schema"][0]
+        props = {p["name"]: p for p in obj["properties"]}
+        props["num_of_item"]["logicalTypeOptions"]["minimum"] = 0  # a rule
+        props["status"]["quality"][0]["arguments"]["validValues"].remove("returned")  # a valid value
+        obj["customProperties"][0]["value"] = 0.3  # the threshold
+
+    contracts = _edited_contracts(tmp_path, edit)
+    code, edited = run_validate(
+        spark, tmp_path / "lake2", "--batch-id", "b1", "--orders", orders, "--contracts-dir", str(contracts)
+    )
+    assert code == 0 and edited is not None
+    assert edited["status"] == "SUCCEEDED"  # 1 of 4 (25%) under the edited 30%
+    assert edited["datasets"]["orders"]["rule_counts"] == {"allowed_values:status": 1}
+    assert edited["datasets"]["orders"]["quarantine_threshold"] == 0.3
+    quarantined = delta_rows(tmp_path / "lake2" / "quarantine" / "orders", ["order_id"])
+    assert quarantined.column("order_id").to_pylist() == ["2"]  # the raw text
+
+
+@pytest.mark.parametrize(
+    ("implementation", "expected"),
+    [
+        ("shipped_at < < created_at", "the condition does not compile"),
+        ("shipped_at < creatd_at", "the condition does not compile"),
+        ("num_of_item + 1", "the condition is a int, expected a boolean"),
+    ],
+)
+def test_a_rule_that_does_not_compile_is_a_configuration_error_naming_file_and_rule(
+    spark: SparkSession,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    implementation: str,
+    expected: str,
+) -> None:
+    def edit(document: dict[str, Any]) -> None:
+        document["schema"][0]["quality"][0]["implementation"] = implementation
+
+    contracts = _edited_contracts(tmp_path, edit)
+    orders = write_csv(tmp_path / "o.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    code, result = run_validate(
+        spark, tmp_path / "lake", "--batch-id", "b1", "--orders", orders, "--contracts-dir", str(contracts)
+    )
+    assert code == 2 and result is not None and result["status"] == "ERROR"
+    message = f"contract {contracts / 'orders.odcs.yaml'}: rule 'timestamps_out_of_order': {expected}"
+    assert message in result["errors"][0]
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "lake" / "validated").exists()

@@ -1,38 +1,40 @@
-"""Load and check the contract YAML files (one per dataset, packaged beside this module)."""
+"""Load and check the contracts: one ODCS v3 YAML file per dataset (``<dataset>.odcs.yaml``),
+packaged beside this module or in a directory of the user's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from common.contracts.model import DATASETS, Contract
+from common.contracts.odcs import check_against_standard, to_contract
 from common.errors import ContractError
 
 CONTRACTS_DIR = Path(__file__).parent
+SUFFIX = ".odcs.yaml"
+
+
+def contract_path(dataset: str, directory: Path | None = None) -> Path:
+    """Where a dataset's contract file is expected."""
+    return (directory or CONTRACTS_DIR) / f"{dataset}{SUFFIX}"
 
 
 def load_contract(dataset: str, directory: Path | None = None) -> Contract:
     """Load and check one dataset's contract.
 
     Raises:
-        ContractError: the file is missing, not YAML, or breaks the contract schema.
+        ContractError: the file is missing, not YAML, breaks the ODCS v3 schema, or says something
+            the pipeline cannot honour; the message names the file and the field.
     """
-    path = (directory or CONTRACTS_DIR) / f"{dataset}.yaml"
+    path = contract_path(dataset, directory)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ContractError(f"no contract for dataset {dataset!r}: expected a file at {path}") from exc
     except yaml.YAMLError as exc:
         raise ContractError(f"contract {path} is not valid YAML: {exc}") from exc
-    try:
-        contract = Contract.model_validate(raw)
-    except ValidationError as exc:
-        raise ContractError(f"contract {path} is invalid: {exc}") from exc
-    if contract.dataset != dataset:
-        raise ContractError(f"contract {path} declares dataset {contract.dataset!r}, expected {dataset!r}")
-    return contract
+    return to_contract(check_against_standard(raw, str(path)), dataset, str(path))
 
 
 def load_contracts(directory: Path | None = None) -> dict[str, Contract]:

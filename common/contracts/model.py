@@ -208,6 +208,8 @@ class Contract(_Strict):
     columns: dict[str, ColumnSpec]
     foreign_keys: list[ForeignKey] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    # A batch FAILS when this dataset quarantines more than this share of its rows.
+    quarantine_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Contract:

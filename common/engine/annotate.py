@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from common.contracts import reasons
 from common.contracts.columns import (
@@ -28,7 +30,7 @@ from common.contracts.columns import (
     raw,
 )
 from common.contracts.model import Contract, ForeignKey
-from common.engine.parsing import bad_encoding, clean_text, type_mismatch, typed
+from common.engine.parsing import bad_encoding, clean_text, spark_type, type_mismatch, typed
 
 VALID, QUARANTINED = "valid", "quarantined"
 KEY_PREFIX = "__key_"
@@ -206,3 +208,30 @@ def parent_key_states(valid_keys: list[DataFrame], quarantined_keys: list[DataFr
         .groupBy("key")
         .agg(F.max("parent_valid").alias("parent_valid"))
     )
+
+
+def rule_problems(spark: SparkSession, contract: Contract) -> list[str]:
+    """Parse and type-check every rule's condition against the contract's parsed schema.
+
+    Runs on an empty frame (no data is read): each condition must parse, name only declared
+    columns (or their ``_raw_<col>`` text) and be a boolean. Returns one message per broken rule.
+    """
+    fields: list[T.StructField] = []
+    for name, spec in contract.columns.items():
+        fields += [T.StructField(name, spark_type(spec.type)), T.StructField(raw(name), T.StringType())]
+    empty = spark.createDataFrame([], T.StructType(fields))
+    problems: list[str] = []
+    for severity in ("error", "warn"):
+        for code, condition in contract.rules_of(severity):
+            try:
+                data_type = empty.select(F.expr(condition).alias("broken")).schema["broken"].dataType
+            except (ParseException, AnalysisException) as exc:
+                first_line = str(exc).strip().splitlines()[0]
+                problems.append(f"rule {code!r}: the condition does not compile: {first_line}")
+                continue
+            if not isinstance(data_type, T.BooleanType):
+                problems.append(
+                    f"rule {code!r}: the condition is a {data_type.simpleString()}, expected a boolean "
+                    "(true when a row breaks the rule)"
+                )
+    return problems

@@ -63,6 +63,7 @@ class DatasetResult(BaseModel):
     rows_quarantined: int = 0
     duplicates_collapsed: int = 0
     quarantine_share: float = 0.0
+    quarantine_threshold: float | None = None  # the contract's own, or the run's override
     rule_counts: dict[str, int] = Field(default_factory=dict)
     warning_counts: dict[str, int] = Field(default_factory=dict)
     rows_with_warnings: int = 0
@@ -81,7 +82,7 @@ class ValidationResult(BaseModel):
     started_at: str
     finished_at: str | None = None
     duration_seconds: float | None = None
-    quarantine_threshold: float | None = None
+    quarantine_threshold: float | None = None  # set only when the run overrode the contracts' own
     datasets: dict[str, DatasetResult] = Field(default_factory=dict)
     rule_descriptions: dict[str, str] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)

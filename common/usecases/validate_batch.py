@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyspark import StorageLevel
@@ -23,12 +24,13 @@ from pyspark.sql import functions as F
 
 from common.contracts import DATASETS, Contract, ForeignKey
 from common.contracts.columns import BATCH_ID, QUALITY, ROW_HASH
+from common.contracts.loader import contract_path
 from common.contracts.model import quote_literal
 from common.engine import tables
-from common.engine.annotate import VALID, ParentKeys, annotate, parent_key_states
+from common.engine.annotate import VALID, ParentKeys, annotate, parent_key_states, rule_problems
 from common.engine.parsing import clean_text, spark_type, typed
 from common.engine.tallies import Tallies, tally_frame
-from common.errors import AccountingError, InputFileError
+from common.errors import AccountingError, ContractError, InputFileError
 from common.io import delta
 from common.io.csv_source import CheckedFile, count_rows, inspect_file, read_raw
 from common.io.lake import Lake
@@ -189,11 +191,14 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
             f"+ {ds.duplicates_collapsed} duplicates collapsed = {accounted}"
         )
     ds.quarantine_share = round(ds.rows_quarantined / ds.rows_read, 6) if ds.rows_read else 0.0
-    if ds.quarantine_share > ctx.settings.quarantine_threshold:
+    threshold = ctx.settings.quarantine_threshold
+    ds.quarantine_threshold = contract.quarantine_threshold if threshold is None else threshold
+    if ds.quarantine_share > ds.quarantine_threshold:
         ds.status = DatasetStatus.FAILED
         ds.errors.append(
             f"{name}: {ds.rows_quarantined} of {ds.rows_read} rows quarantined ({ds.quarantine_share:.2%}), "
-            f"above the threshold of {ctx.settings.quarantine_threshold:.2%}"
+            f"above the threshold of {ds.quarantine_threshold:.2%}"
+            + (" set for this run" if threshold is not None else " its contract sets")
         )
     else:
         ds.status = DatasetStatus.PASSED
@@ -241,6 +246,19 @@ def _publish(ctx: _Context, lease: LeaseCheck) -> None:
         log.info("%s: published in %.1fs", name, time.monotonic() - clock)
 
 
+def check_rules(spark: SparkSession, settings: Settings, contracts: dict[str, Contract]) -> None:
+    """Every contract's rule conditions parse and are booleans over its columns (nothing is read).
+
+    Raises:
+        ContractError: naming the contract file and each broken rule.
+    """
+    directory = Path(settings.contracts_dir) if settings.contracts_dir else None
+    for name, contract in contracts.items():
+        problems = rule_problems(spark, contract)
+        if problems:
+            raise ContractError(f"contract {contract_path(name, directory)}: " + "; ".join(problems))
+
+
 def run_validation(
     spark: SparkSession,
     settings: Settings,
@@ -254,9 +272,11 @@ def run_validation(
     when given: up to :data:`SAMPLE_PER_RULE` quarantined rows per failing rule, for the report).
 
     Raises:
+        ContractError: a rule's condition does not compile or is not a boolean.
         AccountingError: rows were lost or multiplied (an internal error).
         StorageError: a Delta table or file could not be read or written.
     """
+    check_rules(spark, settings, contracts)
     lake = Lake(settings.lake_root)
     ctx = _Context(spark, settings, batch, contracts, processing_date, result, lake, samples=samples)
     for name in DATASETS:
