@@ -127,10 +127,19 @@ bench: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Benchmark at 100k, 1M 
 bench-quick: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## A fast look: 100k and 1M, one run each
 	$(PY) -m tests.bench --quick
 
-lint: $(STAMP) ## ruff (lint + format check) and the import layers (import-linter)
+# The ODCS JSON Schema of the pinned standard (the job checks contracts against the same file):
+# stricter than datacontract's built-in one, which only warns about an unknown field.
+ODCS_SCHEMA = $$($(PY) -c 'import importlib.resources as r; print(r.files("open_data_contract_standard") / "schema.json")')
+
+lint: $(STAMP) ## ruff (lint + format check), the import layers (import-linter), the contracts (datacontract lint)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	@mkdir -p $(OUT); for contract in common/contracts/*.odcs.yaml; do \
+	  echo "datacontract lint $$contract"; \
+	  $(VENV)/bin/datacontract lint --json-schema "$(ODCS_SCHEMA)" "$$contract" > $(OUT)/.datacontract-lint.txt 2>&1 \
+	    || { cat $(OUT)/.datacontract-lint.txt; exit 1; }; \
+	done
 
 typecheck: $(STAMP) ## mypy over jobs/ and common/
 	$(VENV)/bin/mypy
