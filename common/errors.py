@@ -24,6 +24,10 @@ class ContractError(ConfigurationError):
     """A data contract file is malformed."""
 
 
+class SchemaChangeError(ConfigurationError):
+    """A contract removes or retypes a column a table already holds, and no migration was asked for."""
+
+
 class StorageError(PipelineError):
     """Reading or writing a local path or an S3 object failed."""
 

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     allow_empty_files: bool = Field(
         default=False, description="Accept header-only files (0 data rows) instead of failing the dataset."
     )
+    migrate_schema: bool = Field(
+        default=False,
+        description=(
+            "Let a contract that removes or retypes a column rewrite the tables that hold it "
+            "(without it the run is refused, exit 2; an added column never needs it)."
+        ),
+    )
     csv_multiline: bool = Field(
         default=False, description="Allow quoted fields spanning lines (slower: one task per file)."
     )
@@ -139,6 +146,11 @@ class Settings(BaseSettings):
         default=None, description="DynamoDB table for category-level KPIs."
     )
     dynamodb_endpoint_url: str | None = Field(default=None, description="DynamoDB endpoint (local testing).")
+    glue_database: str | None = Field(
+        default=None,
+        description="Glue Data Catalog database to register the lake's tables in (none: not registered).",
+    )
+    glue_endpoint_url: str | None = Field(default=None, description="Glue endpoint (local testing).")
 
     # --- runtime ------------------------------------------------------------------------------
     spark_master: str | None = Field(

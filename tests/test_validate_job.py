@@ -450,3 +450,84 @@ def test_a_rule_that_does_not_compile_is_a_configuration_error_naming_file_and_r
     assert message in result["errors"][0]
     assert message in capsys.readouterr().err
     assert not (tmp_path / "lake" / "validated").exists()
+
+
+def _add_channel(document: dict[str, Any]) -> None:
+    document["schema"][0]["properties"].append(
+        {"name": "channel", "logicalType": "string", "physicalType": "string"}
+    )
+
+
+def test_a_column_added_to_the_contract_is_picked_up_by_the_next_batch(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    first = write_csv(tmp_path / "o1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    assert run_validate(spark, lake, "--batch-id", "b1", "--orders", first)[0] == 0
+    contracts = _edited_contracts(tmp_path, _add_channel)
+    second = write_csv(
+        tmp_path / "o2.csv",
+        ORDERS_HEADER.replace("\n", ",channel\n")
+        + "2,11,processing,2025-01-02,,,,1,web\n3,12,processing,2025-01-02,,,,x,app\n",
+    )
+    code, result = run_validate(
+        spark,
+        lake,
+        "--batch-id",
+        "b2",
+        "--orders",
+        second,
+        "--contracts-dir",
+        str(contracts),
+        "--quarantine-threshold",
+        "0.5",
+    )
+    assert code == 0 and result is not None and result["status"] == "SUCCEEDED"
+    rows = delta_rows(lake / "validated" / "orders", ["order_id", "channel"]).to_pylist()
+    assert sorted(rows, key=lambda r: r["order_id"]) == [
+        {"order_id": 1, "channel": None},  # written before the column existed
+        {"order_id": 2, "channel": "web"},
+    ]
+    quarantined = delta_rows(lake / "quarantine" / "orders", ["order_id", "channel"]).to_pylist()
+    assert quarantined == [{"order_id": "3", "channel": "app"}]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["schema"][0]["properties"].pop(), "removes ['num_of_item']"),
+        (
+            lambda d: d["schema"][0]["properties"][1].update(logicalType="string", physicalType="string"),
+            "retypes user_id from bigint to string",
+        ),
+    ],
+    ids=["removed", "retyped"],
+)
+def test_a_removed_or_retyped_column_is_refused_unless_migration_is_asked_for(
+    spark: SparkSession, tmp_path: Path, edit: Any, expected: str
+) -> None:
+    lake = tmp_path / "lake"
+    first = write_csv(tmp_path / "o1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    assert run_validate(spark, lake, "--batch-id", "b1", "--orders", first)[0] == 0
+    contracts = _edited_contracts(tmp_path, edit)
+    if "removes" in expected:
+        body = ORDERS_HEADER.replace(",num_of_item", "") + "2,11,processing,2025-01-02,,,\n"
+    else:
+        body = ORDERS_HEADER + "2,11,processing,2025-01-02,,,,1\n"
+    second = write_csv(tmp_path / "o2.csv", body)
+    args = ("--batch-id", "b2", "--orders", second, "--contracts-dir", str(contracts))
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{lake / 'validated' / 'orders'}`").count()
+
+    code, result = run_validate(spark, lake, *args)
+    assert code == 2 and result is not None and result["status"] == "ERROR"
+    assert expected in result["errors"][0] and "--migrate-schema" in result["errors"][0]
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{lake / 'validated' / 'orders'}`").count() == history
+
+    code, result = run_validate(spark, lake, *args, "--migrate-schema")
+    assert code == 0 and result is not None and result["status"] == "SUCCEEDED", result
+    table = spark.read.format("delta").load(str(lake / "validated" / "orders"))
+    if "removes" in expected:
+        assert "num_of_item" not in table.columns
+    else:
+        assert dict(table.dtypes)["user_id"] == "string"
+    assert sorted(r["order_id"] for r in table.select("order_id").collect()) == [1, 2]

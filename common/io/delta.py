@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.errors import StorageError
+from common.errors import SchemaChangeError, StorageError
 from common.io.storage import spark_path
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,82 @@ def ensure_table(spark: SparkSession, uri: str, schema: T.StructType) -> DeltaTa
         return DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
     except _ERRORS as exc:
         raise StorageError(f"cannot create or open Delta table {uri}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """How a table's schema differs from the one its contract now asks for."""
+
+    added: list[T.StructField]
+    removed: list[str]
+    retyped: list[tuple[str, str, str]]  # (column, type in the table, type asked for)
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.removed or self.retyped)
+
+
+def schema_change(current: T.StructType, wanted: T.StructType) -> SchemaChange:
+    """Compare by column name and type (nullability aside: Delta keeps a column nullable)."""
+    have = {f.name: f.dataType for f in current.fields}
+    want = {f.name: f.dataType for f in wanted.fields}
+    return SchemaChange(
+        added=[f for f in wanted.fields if f.name not in have],
+        removed=[name for name in have if name not in want],
+        retyped=[
+            (name, have[name].simpleString(), kind.simpleString())
+            for name, kind in want.items()
+            if name in have and have[name] != kind
+        ],
+    )
+
+
+def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -> SchemaChange | None:
+    """Bring an existing table's schema to ``wanted`` before any data is written to it.
+
+    New columns are added (nullable; rows already there read null), in one metadata-only commit.
+    A removed or retyped column would lose or rewrite data: it is refused unless ``migrate``, which
+    rewrites the table in one atomic overwrite (kept columns cast with ANSI rules, so a value that
+    does not fit fails the migration and leaves the table as it was; older versions stay readable
+    by time travel). Returns what changed, or None when the table does not exist yet.
+
+    Raises:
+        SchemaChangeError: a destructive change without ``migrate``.
+        StorageError: the table cannot be read or altered.
+    """
+    if not exists(spark, uri):
+        return None
+    path = spark_path(uri)
+    try:
+        current = spark.read.format("delta").load(path).schema
+        change = schema_change(current, wanted)
+        if change.destructive and not migrate:
+            parts = [f"removes {change.removed}"] if change.removed else []
+            parts += [f"retypes {c} from {old} to {new}" for c, old, new in change.retyped]
+            raise SchemaChangeError(
+                f"{uri}: the contract {' and '.join(parts)}; the table still holds that data. "
+                "Nothing was written. To rewrite the table to the new schema, re-run with "
+                "--migrate-schema (ECOM_MIGRATE_SCHEMA=true)"
+            )
+        if change.destructive:
+            data = spark.read.format("delta").load(path)
+            columns = [
+                (F.col(f"`{f.name}`") if f.name in current.fieldNames() else F.lit(None))
+                .cast(f.dataType)
+                .alias(f.name)
+                for f in wanted.fields
+            ]
+            data.select(*columns).write.format("delta").mode("overwrite").option(
+                "overwriteSchema", "true"
+            ).save(path)
+            log.warning("%s: schema migrated (%s)", uri, change)
+        elif change.added:
+            listed = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in change.added)
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({listed})")
+            log.info("%s: column(s) added: %s", uri, [f.name for f in change.added])
+    except _ERRORS as exc:
+        raise StorageError(f"cannot change the schema of Delta table {uri}: {exc}") from exc
+    return change
 
 
 def _last_commit(table: DeltaTable) -> tuple[int, dict[str, str]]:

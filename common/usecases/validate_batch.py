@@ -273,6 +273,7 @@ def run_validation(
 
     Raises:
         ContractError: a rule's condition does not compile or is not a boolean.
+        SchemaChangeError: a contract removes or retypes a column a table holds (no --migrate-schema).
         AccountingError: rows were lost or multiplied (an internal error).
         StorageError: a Delta table or file could not be read or written.
     """
@@ -290,8 +291,22 @@ def run_validation(
     return result
 
 
+def _evolve_tables(ctx: _Context) -> None:
+    """Bring every existing table to its contract's schema before any data is read or written:
+    a column added to a contract is added to the tables; a removed or retyped one is refused
+    (exit 2) unless the run was given --migrate-schema."""
+    for name in DATASETS:
+        contract = ctx.contracts[name]
+        for uri, schema in (
+            (ctx.lake.validated(name), tables.validated_schema(contract)),
+            (ctx.lake.quarantine(name), tables.quarantine_schema(contract)),
+        ):
+            delta.evolve(ctx.spark, uri, schema, ctx.settings.migrate_schema)
+
+
 def _run(ctx: _Context, lease: LeaseCheck) -> None:
     result = ctx.result
+    _evolve_tables(ctx)
     for name in DATASETS:
         _validate_dataset(ctx, ctx.contracts[name])
     failed = [n for n, d in result.datasets.items() if d.status is DatasetStatus.FAILED]
