@@ -28,6 +28,10 @@ class SchemaChangeError(ConfigurationError):
     """A contract removes or retypes a column a table already holds, and no migration was asked for."""
 
 
+class CatalogError(PipelineError):
+    """The Glue Data Catalog refused to register or update a table."""
+
+
 class StorageError(PipelineError):
     """Reading or writing a local path or an S3 object failed."""
 

@@ -11,12 +11,46 @@ from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 MONEY = "decimal(18,2)"
 _INPUT_SCALE = 2  # ratio inputs are money (2 places) or counts
 RATE = "decimal(6,4)"
 # Items that do not count towards net revenue.
 NOT_NET_STATUSES = ["returned", "cancelled"]
+# Every KPI row also says which batch computed it and when (ISO-8601 text).
+STAMP = T.StructType(
+    [T.StructField("batch_id", T.StringType()), T.StructField("computed_at", T.StringType())]
+)
+_MONEY_TYPE, _RATE_TYPE = T.DecimalType(18, 2), T.DecimalType(6, 4)
+
+# The KPI tables' schemas, declared (the catalog registers them; a test holds the functions to them).
+ORDER_DAILY_SCHEMA = T.StructType(
+    [
+        T.StructField("order_date", T.DateType()),
+        T.StructField("total_orders", T.LongType()),
+        T.StructField("total_revenue", _MONEY_TYPE),
+        T.StructField("net_revenue", _MONEY_TYPE),
+        T.StructField("total_items_sold", T.LongType()),
+        T.StructField("return_rate", _RATE_TYPE),
+        T.StructField("unique_customers", T.LongType()),
+        T.StructField("avg_order_value", _MONEY_TYPE),
+        *STAMP.fields,
+    ]
+)
+CATEGORY_DAILY_SCHEMA = T.StructType(
+    [
+        T.StructField("category", T.StringType()),
+        T.StructField("order_date", T.DateType()),
+        T.StructField("daily_revenue", _MONEY_TYPE),
+        T.StructField("net_revenue", _MONEY_TYPE),
+        T.StructField("orders", T.LongType()),
+        T.StructField("items_sold", T.LongType()),
+        T.StructField("avg_order_value", _MONEY_TYPE),
+        T.StructField("avg_return_rate", _RATE_TYPE),
+        *STAMP.fields,
+    ]
+)
 
 
 def _money(value: Column) -> Column:

@@ -156,7 +156,13 @@ def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -
             ).save(path)
             log.warning("%s: schema migrated (%s)", uri, change)
         elif change.added:
-            listed = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in change.added)
+            # Each where the contract puts it, so the table's column order stays the contract's.
+            names = wanted.fieldNames()
+            listed = ", ".join(
+                f"`{f.name}` {f.dataType.simpleString()} "
+                + (f"AFTER `{names[names.index(f.name) - 1]}`" if names.index(f.name) else "FIRST")
+                for f in change.added
+            )
             spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({listed})")
             log.info("%s: column(s) added: %s", uri, [f.name for f in change.added])
     except _ERRORS as exc:

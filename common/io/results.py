@@ -85,6 +85,7 @@ class ValidationResult(BaseModel):
     quarantine_threshold: float | None = None  # set only when the run overrode the contracts' own
     datasets: dict[str, DatasetResult] = Field(default_factory=dict)
     rule_descriptions: dict[str, str] = Field(default_factory=dict)
+    catalog: dict[str, str] = Field(default_factory=dict)  # Glue table -> created|updated|unchanged
     errors: list[str] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]

@@ -146,6 +146,16 @@ def spark_path(uri: str) -> str:
     return str(local_path(uri).resolve())
 
 
+def catalog_uri(uri: str) -> str:
+    """The location a catalog (Glue, Athena) records for ``uri``: ``s3://`` for S3 (``s3a://`` is
+    Hadoop's name for it), an absolute ``file://`` URI for a local path."""
+    if uri.startswith("s3a://"):
+        return "s3://" + uri.removeprefix("s3a://")
+    if is_s3(uri):
+        return uri
+    return local_path(uri).resolve().as_uri()
+
+
 def read_head(uri: str, limit: int, settings: Settings) -> tuple[bytes, int]:
     """The first ``limit`` bytes of a file or object, and its whole size, without reading the rest.
 

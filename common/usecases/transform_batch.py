@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from common.engine import kpis
 from common.io import delta, dynamo
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
+from common.usecases import catalog
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -35,6 +37,7 @@ CATEGORY_KEYS = ["category", "order_date"]
 class KpiOutput:
     table: str
     keys: list[str]
+    schema: T.StructType  # declared in the engine: the table is created from it, the catalog shows it
     rows: int = 0
     delta: dict[str, Any] | None = None
     dynamodb: dict[str, Any] | None = None
@@ -45,6 +48,7 @@ class KpiOutput:
 class TransformOutcome:
     touched_dates: list[str] = field(default_factory=list)
     outputs: list[KpiOutput] = field(default_factory=list)
+    catalog: dict[str, str] = field(default_factory=dict)  # Glue table -> created|updated|unchanged
     notes: list[str] = field(default_factory=list)
 
 
@@ -106,7 +110,7 @@ def _write_output(
             stats = dynamo.batch_write(client, dynamo_table, items, deletes, output.keys)
             output.dynamodb = {"table": dynamo_table, **stats.__dict__}
         outcome = delta.replace_where(
-            spark, uri, frame, frame.schema, f"order_date IN ({_date_list(dates)})", batch_id
+            spark, uri, frame, output.schema, f"order_date IN ({_date_list(dates)})", batch_id
         )
         output.delta = outcome.as_dict()
     finally:
@@ -162,12 +166,26 @@ def _transform(
     order_frame = kpis.order_daily(dated, items).withColumns(stamp)
     if products is None:
         outcome.notes.append("no validated products yet: category KPIs skipped")
-        frames = [(KpiOutput("order_daily", ORDER_KEYS), order_frame, settings.dynamodb_order_table)]
+        frames = [
+            (
+                KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
+                order_frame,
+                settings.dynamodb_order_table,
+            )
+        ]
     else:
         category_frame = kpis.category_daily(dated, items, products).withColumns(stamp)
         frames = [
-            (KpiOutput("order_daily", ORDER_KEYS), order_frame, settings.dynamodb_order_table),
-            (KpiOutput("category_daily", CATEGORY_KEYS), category_frame, settings.dynamodb_category_table),
+            (
+                KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
+                order_frame,
+                settings.dynamodb_order_table,
+            ),
+            (
+                KpiOutput("category_daily", CATEGORY_KEYS, kpis.CATEGORY_DAILY_SCHEMA),
+                category_frame,
+                settings.dynamodb_category_table,
+            ),
         ]
     if not (settings.dynamodb_order_table or settings.dynamodb_category_table):
         outcome.notes.append("no DynamoDB table configured: KPIs written to Delta only")
@@ -180,4 +198,6 @@ def _transform(
         log.info(
             "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock
         )
+    written = {o.table for o in outcome.outputs}
+    outcome.catalog = catalog.register(settings, [t for t in catalog.kpi_tables(lake) if t.source in written])
     return outcome

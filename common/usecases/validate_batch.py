@@ -37,6 +37,7 @@ from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.io.manifest import Batch
 from common.io.results import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
+from common.usecases import catalog
 from common.usecases.html_report import SAMPLE_PER_RULE
 
 if TYPE_CHECKING:
@@ -273,6 +274,7 @@ def run_validation(
 
     Raises:
         ContractError: a rule's condition does not compile or is not a boolean.
+        CatalogError: the Glue Data Catalog refused to register a table (when one is configured).
         SchemaChangeError: a contract removes or retypes a column a table holds (no --migrate-schema).
         AccountingError: rows were lost or multiplied (an internal error).
         StorageError: a Delta table or file could not be read or written.
@@ -288,6 +290,9 @@ def run_validation(
             _run(ctx, lease)
         finally:
             ctx.release()
+        written = {n for n, d in result.datasets.items() if d.validated_table or d.quarantine_table}
+        registered = catalog.dataset_tables(lake, {n: c for n, c in contracts.items() if n in written})
+        result.catalog = catalog.register(settings, registered)
     return result
 
 

@@ -1,0 +1,60 @@
+"""The lake's tables for SQL users: ``python -m jobs.catalog --ddl`` prints the Athena DDL of every
+validated, quarantine and KPI table (``--dialect spark`` the Spark SQL DDL with full schemas);
+``--register`` creates or updates them in the Glue database ``--glue-database``. Other flags are the
+jobs' settings (``--lake-root s3://bucket/lake``, ``--contracts-dir``, ``--aws-region``).
+
+Exit codes: 0 done; 1 Glue refused a call; 2 bad arguments or an invalid contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.contracts import load_contracts
+from common.errors import CatalogError, ConfigurationError
+from common.io.lake import Lake
+from common.logs import configure_logging
+from common.settings import load_settings
+from common.usecases.catalog import DEFAULT_DATABASE, lake_tables, register, render_ddl
+
+log = logging.getLogger("jobs.catalog")
+
+EXIT_OK, EXIT_GLUE, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.catalog", description=__doc__)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--ddl", action="store_true", help="print the DDL of every table")
+    action.add_argument("--register", action="store_true", help="create or update every table in Glue")
+    parser.add_argument("--dialect", choices=["athena", "spark"], default="athena")
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(rest, prog="python -m jobs.catalog")
+        contracts = load_contracts(Path(settings.contracts_dir) if settings.contracts_dir else None)
+        if args.register and not settings.glue_database:
+            raise ConfigurationError("--register needs --glue-database (or ECOM_GLUE_DATABASE)")
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    found = lake_tables(Lake(settings.lake_root), contracts)
+    if args.ddl:
+        print(render_ddl(found, settings.glue_database or DEFAULT_DATABASE, args.dialect), end="")
+        return EXIT_OK
+    try:
+        done = register(settings, found)
+    except CatalogError as exc:
+        log.error("%s", exc)
+        return EXIT_GLUE
+    for name, what in done.items():
+        print(f"{settings.glue_database}.{name}: {what}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
