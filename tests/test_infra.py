@@ -294,3 +294,15 @@ def test_roles_hold_only_the_actions_their_code_calls() -> None:
     for role in ("ValidateTaskRole", "TransformTaskRole"):
         [listing] = [s for n, s in _statements() if n == role and s.get("Sid") == "ListBucket"]
         assert "Condition" not in listing, role  # else a missing object reads as 403
+
+
+def test_each_job_registers_its_own_tables_in_the_stacks_glue_database() -> None:
+    for job, prefixes in (("Validate", ["validated_*", "quarantine_*"]), ("Transform", ["kpi_*"])):
+        [container] = RESOURCES[f"{job}TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+        assert environment["ECOM_GLUE_DATABASE"] == {"Ref": "LakeDatabase"}, job
+        [grant] = [s for n, s in _statements() if n == f"{job}TaskRole" and s.get("Sid") == "RegisterTables"]
+        assert grant["Action"] == ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]  # io/glue.py
+        tables = [r["Fn::Sub"].rsplit("/", 1)[1] for r in grant["Resource"] if "table/" in r["Fn::Sub"]]
+        assert tables == prefixes, job
+    assert RESOURCES["LakeDatabase"]["Type"] == "AWS::Glue::Database"
