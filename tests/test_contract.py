@@ -9,6 +9,7 @@ import yaml
 
 from common.contracts import DATASETS, load_contract, load_contracts
 from common.contracts.loader import contract_path
+from common.contracts.model import RuleLimit
 from common.errors import ContractError
 
 
@@ -198,3 +199,41 @@ def test_each_rule_kind_owns_its_codes_descriptions_and_condition() -> None:
     assert rules["MinRule"].conditions() == [("min:sale_price", "`sale_price` < 0")]
     assert rules["MinRule"].descriptions() == {"min:sale_price": "sale_price must be >= 0"}
     assert rules["NotNullRule"].conditions()[0] == ("not_null:id", "`_raw_id` IS NULL")
+
+
+def test_a_quality_operator_we_cannot_honour_is_refused(tmp_path: Path) -> None:
+    document = _orders()
+    _prop(document, "status")["quality"][0]["mustBe"] = 3
+    with pytest.raises(ContractError, match=r"\(status\)\.quality\[0\]: mustBe must be 0"):
+        _load(tmp_path, document)
+    document = _orders()
+    check = _prop(document, "status")["quality"][0]
+    del check["mustBe"]
+    check.update(mustBeLessThan=5, unit="gallons")
+    with pytest.raises(ContractError, match=r"unit 'gallons' is not rows or percent"):
+        _load(tmp_path, document)
+    check["unit"] = "percent"
+    _load(tmp_path, document)
+    [rule] = [r for r in load_contract("orders", tmp_path).rules if r.rule == "allowed_values"]
+    assert rule.limit is not None and (rule.limit.value, rule.limit.unit, rule.limit.inclusive) == (
+        5,
+        "percent",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "broken", "read", "exceeded"),
+    [
+        (RuleLimit(value=10, unit="percent"), 1, 10, False),  # at most 10%: exactly 10% is allowed
+        (RuleLimit(value=10, unit="percent", inclusive=False), 1, 10, True),  # fewer than 10%
+        (RuleLimit(value=10, unit="percent"), 2, 10, True),
+        (RuleLimit(value=2), 2, 1000, False),  # rows
+        (RuleLimit(value=2), 3, 1000, True),
+        (RuleLimit(value=0, unit="percent"), 0, 0, False),  # nothing read: nothing broken
+    ],
+)
+def test_a_rule_limit_is_exceeded_only_beyond_its_bound(
+    limit: RuleLimit, broken: int, read: int, exceeded: bool
+) -> None:
+    assert limit.exceeded(broken, read) is exceeded

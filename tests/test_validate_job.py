@@ -531,3 +531,28 @@ def test_a_removed_or_retyped_column_is_refused_unless_migration_is_asked_for(
     else:
         assert dict(table.dtypes)["user_id"] == "string"
     assert sorted(r["order_id"] for r in table.select("order_id").collect()) == [1, 2]
+
+
+@pytest.mark.parametrize(("limit", "status"), [(10, "FAILED"), (30, "SUCCEEDED")])
+def test_a_rules_own_limit_from_the_odcs_operator_fails_its_dataset(
+    spark: SparkSession, tmp_path: Path, limit: int, status: str
+) -> None:
+    def edit(document: dict[str, Any]) -> None:
+        check = next(p for p in document["schema"][0]["properties"] if p["name"] == "status")["quality"][0]
+        del check["mustBe"]
+        check.update(mustBeLessOrEqualTo=limit, unit="percent")
+
+    contracts = _edited_contracts(tmp_path, edit)
+    orders = write_csv(
+        tmp_path / "o.csv",
+        ORDERS_HEADER
+        + "".join(f"{i},1{i},processing,2025-01-01,,,,1\n" for i in range(1, 4))
+        + "4,14,lost,2025-01-01,,,,1\n",
+    )
+    args = ("--batch-id", "b1", "--orders", orders, "--contracts-dir", str(contracts))
+    code, result = run_validate(spark, tmp_path / "lake", *args, "--quarantine-threshold", "0.5")
+    assert code == 0 and result is not None and result["status"] == status
+    if status == "FAILED":
+        assert result["errors"][0] == (
+            "orders: 1 of 4 rows break allowed_values:status; its contract allows at most 10%"
+        )

@@ -83,9 +83,28 @@ class ForeignKey(_Strict):
         return f"{self.references.dataset}.{self.references.column}"
 
 
+class RuleLimit(_Strict):
+    """How many rows may break a rule before its dataset FAILS (beyond the rows it quarantines or
+    warns about): at most ``value`` rows, or ``value`` percent of the rows read; ``inclusive`` False
+    means strictly fewer."""
+
+    value: float = Field(ge=0)
+    unit: Literal["rows", "percent"] = "rows"
+    inclusive: bool = True
+
+    def exceeded(self, broken: int, rows_read: int) -> bool:
+        amount = broken if self.unit == "rows" else (100.0 * broken / rows_read if rows_read else 0.0)
+        return amount > self.value if self.inclusive else amount >= self.value
+
+    def describe(self) -> str:
+        bound = "at most" if self.inclusive else "fewer than"
+        return f"{bound} {self.value:g}{'%' if self.unit == 'percent' else ' rows'}"
+
+
 class _Rule(_Strict):
     severity: Severity = "error"
     description: str | None = None
+    limit: RuleLimit | None = None  # none: only the dataset's quarantine threshold bounds it
 
     def columns_used(self) -> list[str]:
         raise NotImplementedError
@@ -231,6 +250,15 @@ class Contract(_Strict):
     @property
     def column_names(self) -> list[str]:
         return list(self.columns)
+
+    def rule_limits(self) -> dict[str, tuple[Severity, RuleLimit]]:
+        """Every reason code whose rule carries a limit, with the rule's severity and limit."""
+        return {
+            code: (rule.severity, rule.limit)
+            for rule in self.rules
+            if rule.limit is not None
+            for code in rule.codes()
+        }
 
     def rules_of(self, severity: Severity) -> list[tuple[str, str]]:
         """Every ``(code, condition)`` of the declared rules with this severity."""

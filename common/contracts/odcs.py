@@ -12,7 +12,9 @@ mapped onto our rule kinds. What we honour, field by field (the README lists the
   ``logicalTypeOptions.minimum`` / ``maximum`` (→ ``min:<col>`` / ``max:<col>``);
   ``relationships`` of type ``foreignKey`` with ``to: <dataset>.<column>``; ``quality`` checks of the
   library metrics ``nullValues`` (→ ``not_null:<col>``) and ``invalidValues`` with
-  ``arguments.validValues`` (→ ``allowed_values:<col>``), each with ``mustBe: 0`` and a ``severity``.
+  ``arguments.validValues`` (→ ``allowed_values:<col>``), each with a ``severity`` and ``mustBe: 0``
+  (row by row) or ``mustBeLessOrEqualTo`` / ``mustBeLessThan`` with ``unit: rows|percent`` (the
+  rule's own limit: more breaking rows than that FAIL the dataset).
 - the object's ``quality`` checks of ``type: custom`` with ``engine: spark-sql``: ``name`` (the reason
   code), ``implementation`` (a Spark SQL condition, true when a row breaks it), ``severity``,
   ``description``.
@@ -199,26 +201,12 @@ class _Mapper:
                 f"a {check.type or 'library'} check of metric {metric!r} is not one we run; "
                 "on a property we run the library metrics nullValues and invalidValues",
             )
-        if check.mustBe != 0 or any(
-            getattr(check, op) is not None
-            for op in (
-                "mustNotBe",
-                "mustBeGreaterThan",
-                "mustBeGreaterOrEqualTo",
-                "mustBeLessThan",
-                "mustBeLessOrEqualTo",
-                "mustBeBetween",
-                "mustNotBeBetween",
-            )
-        ):
-            raise self.fail(
-                where,
-                "expected mustBe: 0 (every row is checked; a row that breaks it is "
-                "quarantined or warned about by its severity)",
-            )
         custom = _properties(check.customProperties)
         severity = self.severity(check, where)
         rule: dict[str, Any] = {"severity": severity}
+        limit = self.limit(check, where)
+        if limit is not None:
+            rule["limit"] = limit
         if check.description:
             rule["description"] = check.description
         if metric == "nullValues":
@@ -240,6 +228,34 @@ class _Mapper:
                 **rule,
             }
         )
+
+    def limit(self, check: DataQuality, where: str) -> dict[str, Any] | None:
+        """``mustBe: 0`` reads row by row: each offending row is quarantined (or warned about), the
+        dataset bounded by its quarantine threshold. ``mustBeLessOrEqualTo`` / ``mustBeLessThan``
+        with ``unit: rows`` or ``percent`` also limit how many rows may break the rule."""
+        others = (
+            "mustNotBe",
+            "mustBeGreaterThan",
+            "mustBeGreaterOrEqualTo",
+            "mustBeBetween",
+            "mustNotBeBetween",
+        )
+        if any(getattr(check, op) is not None for op in others):
+            raise self.fail(
+                where, "of the operators we honour mustBe: 0, mustBeLessOrEqualTo and mustBeLessThan"
+            )
+        if check.mustBe is not None:
+            if check.mustBe != 0:
+                raise self.fail(where, "mustBe must be 0 (each breaking row is handled by its severity)")
+            return None
+        unit = check.unit or "rows"
+        if unit not in ("rows", "percent"):
+            raise self.fail(where, f"unit {unit!r} is not rows or percent")
+        if check.mustBeLessOrEqualTo is not None:
+            return {"value": check.mustBeLessOrEqualTo, "unit": unit, "inclusive": True}
+        if check.mustBeLessThan is not None:
+            return {"value": check.mustBeLessThan, "unit": unit, "inclusive": False}
+        raise self.fail(where, "expected an operator: mustBe: 0, mustBeLessOrEqualTo or mustBeLessThan")
 
     def object_check(self, index: int, check: DataQuality) -> None:
         where = f"schema[0].quality[{index}] ({check.name})"

@@ -195,14 +195,19 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     threshold = ctx.settings.quarantine_threshold
     ds.quarantine_threshold = contract.quarantine_threshold if threshold is None else threshold
     if ds.quarantine_share > ds.quarantine_threshold:
-        ds.status = DatasetStatus.FAILED
         ds.errors.append(
             f"{name}: {ds.rows_quarantined} of {ds.rows_read} rows quarantined ({ds.quarantine_share:.2%}), "
             f"above the threshold of {ds.quarantine_threshold:.2%}"
             + (" set for this run" if threshold is not None else " its contract sets")
         )
-    else:
-        ds.status = DatasetStatus.PASSED
+    for code, (severity, limit) in contract.rule_limits().items():
+        broken = (ds.rule_counts if severity == "error" else ds.warning_counts).get(code, 0)
+        if limit.exceeded(broken, ds.rows_read):
+            allowed = limit.describe()
+            ds.errors.append(
+                f"{name}: {broken} of {ds.rows_read} rows break {code}; its contract allows {allowed}"
+            )
+    ds.status = DatasetStatus.FAILED if ds.errors else DatasetStatus.PASSED
     log.info(
         "%s: read=%d valid=%d quarantined=%d duplicates=%d",
         name,
