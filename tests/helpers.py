@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
+from common.contracts import DATASETS
+from common.contracts.loader import contract_path
 from common.usecases.stage_batch import stage_batch
 from jobs import validate
 from tests.conftest import make_settings
@@ -78,3 +83,23 @@ def read_json(s3: Any, key: str, bucket: str = BUCKET) -> dict[str, Any]:
 
 def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def add_channel(document: dict[str, Any]) -> None:
+    """An edit for :func:`edited_contracts`: orders gains a nullable string column ``channel``."""
+    document["schema"][0]["properties"].append(
+        {"name": "channel", "logicalType": "string", "physicalType": "string"}
+    )
+
+
+def edited_contracts(tmp_path: Path, edit: Callable[[dict[str, Any]], Any]) -> Path:
+    """A copy of the packaged ODCS files, in ``tmp_path/contracts``, with ``edit(document)``
+    applied to the orders contract: what a user does to change a rule."""
+    directory = tmp_path / "contracts"
+    directory.mkdir()
+    for name in DATASETS:
+        shutil.copy(contract_path(name), directory)
+    document = yaml.safe_load((directory / "orders.odcs.yaml").read_text())
+    edit(document)
+    (directory / "orders.odcs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return directory

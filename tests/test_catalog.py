@@ -3,24 +3,21 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from common.contracts import DATASETS
-from common.contracts.loader import contract_path
 from common.generator import GeneratorConfig, generate_batch
 from jobs import catalog, transform
 from tests.conftest import write_csv
-from tests.helpers import run_validate
+from tests.helpers import add_channel, edited_contracts, run_validate
 
 GOLDEN = Path(__file__).parent / "golden"
 DATABASE = "ecom_lake"
@@ -156,15 +153,7 @@ def test_the_jobs_register_their_tables_and_a_new_column_reaches_the_catalog(
         "quarantine_orders",
     }
 
-    contracts = tmp_path / "contracts"
-    contracts.mkdir()
-    for name in DATASETS:
-        shutil.copy(contract_path(name), contracts)
-    document = yaml.safe_load((contracts / "orders.odcs.yaml").read_text())
-    document["schema"][0]["properties"].append(
-        {"name": "channel", "logicalType": "string", "physicalType": "string"}
-    )
-    (contracts / "orders.odcs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    contracts = edited_contracts(tmp_path, add_channel)
     second = write_csv(
         tmp_path / "o2.csv", header.replace("\n", ",channel\n") + "2,11,processing,2025-01-02,,,,1,web\n"
     )

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 import pytest
-import yaml
 from pyspark.sql import SparkSession
 
-from common.contracts import DATASETS
-from common.contracts.loader import contract_path
 from common.generator import GeneratorConfig, generate_batch
 from tests.conftest import write_csv
-from tests.helpers import assert_accounted, delta_rows, run_validate
+from tests.helpers import add_channel, assert_accounted, delta_rows, edited_contracts, run_validate
 
 COMPARED = [
     "rows_read",
@@ -375,18 +371,6 @@ def test_a_line_longer_than_the_limit_fails_its_dataset_unparsed(spark: SparkSes
     assert not (tmp_path / "lake" / "validated" / "orders").exists()
 
 
-def _edited_contracts(tmp_path: Path, edit: Any) -> Path:
-    """A copy of the packaged ODCS files with ``edit(orders_document)`` applied to orders."""
-    directory = tmp_path / "contracts"
-    directory.mkdir()
-    for name in DATASETS:
-        shutil.copy(contract_path(name), directory)
-    document = yaml.safe_load((directory / "orders.odcs.yaml").read_text())
-    edit(document)
-    (directory / "orders.odcs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    return directory
-
-
 def test_a_rule_a_threshold_and_a_valid_value_change_by_editing_only_the_odcs_file(
     spark: SparkSession, tmp_path: Path
 ) -> None:
@@ -410,7 +394,7 @@ def test_a_rule_a_threshold_and_a_valid_value_change_by_editing_only_the_odcs_fi
         props["status"]["quality"][0]["arguments"]["validValues"].remove("returned")  # a valid value
         obj["customProperties"][0]["value"] = 0.3  # the threshold
 
-    contracts = _edited_contracts(tmp_path, edit)
+    contracts = edited_contracts(tmp_path, edit)
     code, edited = run_validate(
         spark, tmp_path / "lake2", "--batch-id", "b1", "--orders", orders, "--contracts-dir", str(contracts)
     )
@@ -440,7 +424,7 @@ def test_a_rule_that_does_not_compile_is_a_configuration_error_naming_file_and_r
     def edit(document: dict[str, Any]) -> None:
         document["schema"][0]["quality"][0]["implementation"] = implementation
 
-    contracts = _edited_contracts(tmp_path, edit)
+    contracts = edited_contracts(tmp_path, edit)
     orders = write_csv(tmp_path / "o.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
     code, result = run_validate(
         spark, tmp_path / "lake", "--batch-id", "b1", "--orders", orders, "--contracts-dir", str(contracts)
@@ -452,19 +436,13 @@ def test_a_rule_that_does_not_compile_is_a_configuration_error_naming_file_and_r
     assert not (tmp_path / "lake" / "validated").exists()
 
 
-def _add_channel(document: dict[str, Any]) -> None:
-    document["schema"][0]["properties"].append(
-        {"name": "channel", "logicalType": "string", "physicalType": "string"}
-    )
-
-
 def test_a_column_added_to_the_contract_is_picked_up_by_the_next_batch(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     lake = tmp_path / "lake"
     first = write_csv(tmp_path / "o1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
     assert run_validate(spark, lake, "--batch-id", "b1", "--orders", first)[0] == 0
-    contracts = _edited_contracts(tmp_path, _add_channel)
+    contracts = edited_contracts(tmp_path, add_channel)
     second = write_csv(
         tmp_path / "o2.csv",
         ORDERS_HEADER.replace("\n", ",channel\n")
@@ -509,7 +487,7 @@ def test_a_removed_or_retyped_column_is_refused_unless_migration_is_asked_for(
     lake = tmp_path / "lake"
     first = write_csv(tmp_path / "o1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
     assert run_validate(spark, lake, "--batch-id", "b1", "--orders", first)[0] == 0
-    contracts = _edited_contracts(tmp_path, edit)
+    contracts = edited_contracts(tmp_path, edit)
     if "removes" in expected:
         body = ORDERS_HEADER.replace(",num_of_item", "") + "2,11,processing,2025-01-02,,,\n"
     else:
@@ -542,7 +520,7 @@ def test_a_rules_own_limit_from_the_odcs_operator_fails_its_dataset(
         del check["mustBe"]
         check.update(mustBeLessOrEqualTo=limit, unit="percent")
 
-    contracts = _edited_contracts(tmp_path, edit)
+    contracts = edited_contracts(tmp_path, edit)
     orders = write_csv(
         tmp_path / "o.csv",
         ORDERS_HEADER
