@@ -144,3 +144,14 @@ def test_documented_exit_codes(image: str, minio: Minio, s3: Any, dynamodb: str)
     assert not_validated.returncode == 3, not_validated.stderr[-3000:]
     unknown = run_container(image, minio, dynamodb, "vaildate")
     assert unknown.returncode == 2 and "unknown job 'vaildate'" in unknown.stderr
+
+
+def test_the_image_prints_the_catalog_ddl_from_its_packaged_contracts(
+    image: str, minio: Minio, dynamodb: str
+) -> None:
+    """The ODCS files and the standard's JSON Schema are in the image: it prints the golden DDL."""
+    printed = run_container(
+        image, minio, dynamodb, "catalog", "--ddl", "--lake-root", "s3://example-bucket/lake"
+    )
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    assert printed.stdout == (ROOT / "tests" / "golden" / "catalog_athena.sql").read_text()
