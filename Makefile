@@ -115,10 +115,10 @@ report: ## Serve the local lake's reports on 127.0.0.1 (after make run): the ind
 
 TEST_DEPS := prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP)
 
-test: $(TEST_DEPS) ## Run the test suite, all but the slow fault drills
+test: $(TEST_DEPS) ## Run the test suite, all but the slow tests (fault drills, benchmark smoke run)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-drills: $(TEST_DEPS) ## The fault drills: jobs killed mid-commit, S3/DynamoDB faults, hostile files, then re-run
+drills: $(TEST_DEPS) ## The slow tests: fault drills (jobs killed mid-commit, S3/DynamoDB faults, hostile files) and the benchmark smoke run
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Benchmark at 100k, 1M and 5M order items (2 runs each; report under bench-results/)

@@ -9,7 +9,8 @@ import pytest
 
 from tests.bench.bench import markdown, run_benchmark
 
-pytestmark = pytest.mark.integration
+# Slow (107 s measured: four jobs as processes, twice): `make drills` and CI run it, `make test` does not.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_benchmark_smoke_run_writes_a_complete_report(
