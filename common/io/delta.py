@@ -133,7 +133,8 @@ def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -
         return None
     path = spark_path(uri)
     try:
-        current = spark.read.format("delta").load(path).schema
+        data = spark.read.format("delta").load(path)
+        current = data.schema
         change = schema_change(current, wanted)
         if change.destructive and not migrate:
             parts = [f"removes {change.removed}"] if change.removed else []
@@ -144,7 +145,6 @@ def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -
                 "--migrate-schema (ECOM_MIGRATE_SCHEMA=true)"
             )
         if change.destructive:
-            data = spark.read.format("delta").load(path)
             columns = [
                 (F.col(f"`{f.name}`") if f.name in current.fieldNames() else F.lit(None))
                 .cast(f.dataType)
@@ -157,10 +157,10 @@ def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -
             log.warning("%s: schema migrated (%s)", uri, change)
         elif change.added:
             # Each where the contract puts it, so the table's column order stays the contract's.
-            names = wanted.fieldNames()
+            previous = dict(zip(wanted.fieldNames()[1:], wanted.fieldNames(), strict=False))
             listed = ", ".join(
                 f"`{f.name}` {f.dataType.simpleString()} "
-                + (f"AFTER `{names[names.index(f.name) - 1]}`" if names.index(f.name) else "FIRST")
+                + (f"AFTER `{previous[f.name]}`" if f.name in previous else "FIRST")
                 for f in change.added
             )
             spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({listed})")
