@@ -10,7 +10,9 @@ import pyarrow.compute as pc
 import pytest
 from pyspark.sql import SparkSession
 
+from common.contracts import load_contracts
 from common.generator import GeneratorConfig, generate_batch
+from common.usecases.validate_batch import waves
 from tests.conftest import write_csv
 from tests.helpers import add_channel, assert_accounted, delta_rows, edited_contracts, run_validate
 
@@ -68,7 +70,7 @@ def test_every_commit_of_a_batch_is_tagged_with_its_id(
     spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
 ) -> None:
     """The tables are written side by side from threads; each commit still carries the batch id
-    (transform finds a batch's changes by it)."""
+    (transform finds a batch's changes by it), the table's creation included."""
     out, _ = defective_batch
     code, _ = run_validate(
         spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
@@ -78,7 +80,7 @@ def test_every_commit_of_a_batch_is_tagged_with_its_id(
         for name in ("products", "orders", "order_items"):
             history = spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'lake' / kind / name}`").collect()
             tags = {(row["operation"], row["userMetadata"]) for row in history}
-            assert tags == {("CREATE TABLE", None), ("WRITE", "demo-0001")}, (kind, name, tags)
+            assert tags == {("CREATE TABLE", "demo-0001"), ("WRITE", "demo-0001")}, (kind, name, tags)
 
 
 def test_quarantine_table_keeps_raw_text_and_reasons(
@@ -138,6 +140,34 @@ def test_rerunning_a_batch_changes_nothing(
         )
         assert second["datasets"][name]["validated_table"]["rows_inserted"] == 0
         assert second["datasets"][name]["validated_table"]["rows_updated"] == 0
+
+
+def test_a_run_killed_creating_a_table_is_repaired_by_the_rerun(
+    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+) -> None:
+    """A run killed after creating a table's log folder but before its first commit left an empty
+    ``_delta_log`` (found by the kill drill once the tables were written side by side): Delta then
+    neither reads nor creates the table. The re-run clears such a log and publishes; a log holding
+    any file is never removed."""
+    out, truth = defective_batch
+    lake = tmp_path / "lake"
+    (lake / "validated" / "products" / "_delta_log" / "_staged_commits").mkdir(parents=True)
+    (lake / "quarantine" / "orders" / "_delta_log").mkdir(parents=True)
+    args = ("--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5")
+    code, result = run_validate(spark, lake, *args)
+    assert code == 0 and result is not None, result
+    assert delta_rows(lake / "validated" / "products").num_rows == truth["datasets"]["products"]["rows_valid"]
+    assert (
+        delta_rows(lake / "quarantine" / "orders").num_rows == truth["datasets"]["orders"]["rows_quarantined"]
+    )
+
+    kept = tmp_path / "kept"
+    stray = kept / "validated" / "orders" / "_delta_log" / "notes.txt"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("not a commit")
+    code, result = run_validate(spark, kept, *args)
+    assert code == 1 and result is not None and result["status"] == "ERROR"
+    assert stray.read_text() == "not a commit"
 
 
 def test_items_whose_orders_arrived_in_an_earlier_batch_pass(spark: SparkSession, tmp_path: Path) -> None:
@@ -534,3 +564,9 @@ def test_a_rules_own_limit_from_the_odcs_operator_fails_its_dataset(
         assert result["errors"][0] == (
             "orders: 1 of 4 rows break allowed_values:status; its contract allows at most 10%"
         )
+
+
+def test_datasets_are_validated_in_waves_parents_before_children() -> None:
+    """products and orders reference nothing in the batch: validated side by side; order_items
+    references both, so it waits for them (its foreign keys read their results)."""
+    assert waves(load_contracts()) == [["products", "orders"], ["order_items"]]

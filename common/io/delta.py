@@ -52,8 +52,10 @@ class WriteOutcome:
 
 @contextmanager
 def tagged(spark: SparkSession, batch_id: str | None) -> Iterator[None]:
-    """Tag the commits made inside the block with ``batch_id``."""
-    if batch_id is None:
+    """Tag the commits made inside the block with ``batch_id`` (the session's setting: commits
+    made at once from several threads share one block; an inner block with the same tag is a
+    no-op, so it cannot untag the others' commits when it ends)."""
+    if batch_id is None or spark.conf.get(USER_METADATA_CONF, None) == batch_id:
         yield
         return
     spark.conf.set(USER_METADATA_CONF, batch_id)
@@ -85,7 +87,30 @@ def ensure_table(spark: SparkSession, uri: str, schema: T.StructType) -> DeltaTa
     try:
         return DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
     except _ERRORS as exc:
+        if not _drop_empty_log(spark, path):
+            raise StorageError(f"cannot create or open Delta table {uri}: {exc}") from exc
+    log.warning("%s: removed a transaction log that held no commit (a run died creating the table)", uri)
+    try:
+        return DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+    except _ERRORS as exc:
         raise StorageError(f"cannot create or open Delta table {uri}: {exc}") from exc
+
+
+def _drop_empty_log(spark: SparkSession, path: str) -> bool:
+    """Remove ``path``'s ``_delta_log`` when it holds folders but no file at all: what a run killed
+    between creating the log folder and writing the table's first commit leaves behind. Delta then
+    neither reads the table (no commit) nor creates it (the log exists), so no re-run could repair
+    it. A log with any file in it is left alone. True when one was removed."""
+    try:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        log_path = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+        fs = log_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        if not fs.exists(log_path) or fs.listFiles(log_path, True).hasNext():
+            return False
+        return bool(fs.delete(log_path, True))
+    except _ERRORS:
+        return False
 
 
 @dataclass(frozen=True)

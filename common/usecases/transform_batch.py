@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,6 +24,7 @@ from common.io import delta, dynamo
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.usecases import catalog
+from common.usecases.side_by_side import run_side_by_side
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -190,14 +192,19 @@ def _transform(
     if not (settings.dynamodb_order_table or settings.dynamodb_category_table):
         outcome.notes.append("no DynamoDB table configured: KPIs written to Delta only")
     client = dynamo.dynamodb_client(settings) if any(t for _, _, t in frames) else None
-    for output, frame, dynamo_table in frames:
+
+    def write(output: KpiOutput, frame: DataFrame, dynamo_table: str | None) -> None:
         clock = time.monotonic()
         lease.check()
         _write_output(spark, lake, output, frame, outcome.touched_dates, batch_id, dynamo_table, client)
-        outcome.outputs.append(output)
         log.info(
             "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock
         )
+
+    # The outputs are independent tables: computed and written side by side, one batch tag.
+    with delta.tagged(spark, batch_id):
+        run_side_by_side([partial(write, *entry) for entry in frames], "kpi")
+    outcome.outputs.extend(output for output, _, _ in frames)
     written = {o.table for o in outcome.outputs}
     outcome.catalog = catalog.register(settings, [t for t in catalog.kpi_tables(lake) if t.source in written])
     return outcome
