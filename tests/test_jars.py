@@ -26,12 +26,19 @@ def test_the_pinned_jars_are_complete() -> None:
 
 def test_the_driver_maps_the_class_archive_only_when_there_is_one(tmp_path: Path) -> None:
     settings = Settings(jars_dir=str(tmp_path))
-    assert driver_java_options(settings) == "-Duser.timezone=UTC"
+    assert driver_java_options(settings) == "-Duser.timezone=UTC -XX:+UseParallelGC"
     (tmp_path / CLASS_ARCHIVE).write_bytes(b"")
     assert driver_java_options(settings) == (
-        f"-Duser.timezone=UTC -XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE} -Xshare:auto "
-        "-Xlog:cds=off -Xlog:cds+dynamic=off"
+        f"-Duser.timezone=UTC -XX:+UseParallelGC -XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE} "
+        "-Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
     )
     assert driver_java_options(Settings(jars_dir="", spark_driver_java_options="-Xss4m")) == (
-        "-Duser.timezone=UTC -Xss4m"
+        "-Duser.timezone=UTC -XX:+UseParallelGC -Xss4m"
+    )
+
+
+def test_the_users_collector_replaces_ours() -> None:
+    # Two collectors would stop the JVM from starting: the user's choice replaces ours.
+    assert driver_java_options(Settings(jars_dir="", spark_driver_java_options="-XX:+UseG1GC")) == (
+        "-Duser.timezone=UTC -XX:+UseG1GC"
     )
