@@ -30,6 +30,18 @@ USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 _ERRORS = (PySparkException, Py4JError)
 
 
+# Rows per data file a write aims at: a batch's few thousand rows become one file, not one per
+# shuffle partition (8 tiny files per table per batch, each one more object to list, read and
+# rewrite later); a million-row batch keeps at least two writers.
+ROWS_PER_FILE = 500_000
+
+
+def sized(frame: DataFrame, rows: int) -> DataFrame:
+    """``frame`` (of about ``rows`` rows) in as many partitions as :data:`ROWS_PER_FILE` asks for,
+    never more than it has (no shuffle: partitions are merged)."""
+    return frame.coalesce(max(1, -(-rows // ROWS_PER_FILE)))
+
+
 @dataclass(frozen=True)
 class WriteOutcome:
     """What a write did, from Delta's own operation metrics."""

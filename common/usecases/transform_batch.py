@@ -98,7 +98,8 @@ def _write_output(
     client: Any,
 ) -> None:
     # KPI rows are aggregates (dates x categories): small enough to hold for DynamoDB and the report.
-    frame = frame.orderBy(*output.keys).cache()
+    # One file per write: a few thousand aggregate rows (coalesced after the sort, so still sorted).
+    frame = frame.orderBy(*output.keys).coalesce(1).cache()
     try:
         rows = [row.asDict() for row in frame.collect()]
         output.rows = len(rows)

@@ -239,7 +239,7 @@ def _publish_dataset(ctx: _Context, lease: LeaseCheck, name: str) -> None:
         outcome = delta.upsert(
             ctx.spark,
             ctx.lake.validated(name),
-            tables.valid_rows(annotated, contract),
+            delta.sized(tables.valid_rows(annotated, contract), ds.rows_valid),
             tables.validated_schema(contract),
             contract.primary_key,
             UPDATE_WHEN,
@@ -249,7 +249,7 @@ def _publish_dataset(ctx: _Context, lease: LeaseCheck, name: str) -> None:
     outcome = delta.replace_where(
         ctx.spark,
         ctx.lake.quarantine(name),
-        tables.quarantined_rows(annotated, contract),
+        delta.sized(tables.quarantined_rows(annotated, contract), ds.rows_quarantined),
         tables.quarantine_schema(contract),
         f"{BATCH_ID} = {quote_literal(batch_id)}",
         batch_id,
