@@ -221,10 +221,13 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
 
 
 def _publish(ctx: _Context, lease: LeaseCheck) -> None:
-    """Each dataset's tables, all datasets at once (different tables; one batch tag)."""
-    names = [name for name in DATASETS if name in ctx.annotated]
+    """Each dataset's tables, wave by wave like the validation: a wave's datasets at once
+    (different tables; one batch tag), and a child only once its parents are published, so a
+    reader never sees items whose orders are not there yet."""
     with delta.tagged(ctx.spark, ctx.batch.batch_id):
-        run_side_by_side([partial(_publish_dataset, ctx, lease, name) for name in names], "publish")
+        for group in waves(ctx.contracts):
+            names = [name for name in group if name in ctx.annotated]
+            run_side_by_side([partial(_publish_dataset, ctx, lease, name) for name in names], "publish")
 
 
 def _publish_dataset(ctx: _Context, lease: LeaseCheck, name: str) -> None:
