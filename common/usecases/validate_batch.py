@@ -1,6 +1,7 @@
 """Validate one batch: the I/O around the pure engine in :mod:`common.engine`.
 
-Per dataset, parents first (products, orders, then order_items): check each file's header from
+Per dataset, parents first, in waves (products and orders side by side in driver threads, then
+order_items, which references both): check each file's header from
 its first bytes -> count rows read (Spark, apart from the plan) -> one Spark plan that evaluates
 every rule, kept (persisted) for what follows -> tallies in one aggregation and the row-accounting
 check. Then, only if the whole batch passed, valid rows are merged into
