@@ -70,7 +70,8 @@ def test_every_commit_of_a_batch_is_tagged_with_its_id(
     spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
 ) -> None:
     """The tables are written side by side from threads; each commit still carries the batch id
-    (transform finds a batch's changes by it), the table's creation included."""
+    (transform finds a batch's changes by it), the table's creation included. A few thousand rows
+    are one data file per table, not one per shuffle partition."""
     out, _ = defective_batch
     code, _ = run_validate(
         spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
@@ -81,6 +82,9 @@ def test_every_commit_of_a_batch_is_tagged_with_its_id(
             history = spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'lake' / kind / name}`").collect()
             tags = {(row["operation"], row["userMetadata"]) for row in history}
             assert tags == {("CREATE TABLE", "demo-0001"), ("WRITE", "demo-0001")}, (kind, name, tags)
+            log = sorted((tmp_path / "lake" / kind / name / "_delta_log").glob("*.json"))
+            actions = [json.loads(line) for line in log[-1].read_text().splitlines()]
+            assert len([a for a in actions if "add" in a]) == 1, (kind, name)
 
 
 def test_quarantine_table_keeps_raw_text_and_reasons(
@@ -570,18 +574,3 @@ def test_datasets_are_validated_in_waves_parents_before_children() -> None:
     """products and orders reference nothing in the batch: validated side by side; order_items
     references both, so it waits for them (its foreign keys read their results)."""
     assert waves(load_contracts()) == [["products", "orders"], ["order_items"]]
-
-
-def test_a_small_batch_writes_one_file_per_table(
-    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
-) -> None:
-    """A few thousand rows are one data file per table, not one per shuffle partition."""
-    out, _ = defective_batch
-    lake = tmp_path / "lake"
-    args = ("--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5")
-    assert run_validate(spark, lake, *args)[0] == 0
-    for kind in ("validated", "quarantine"):
-        for name in ("products", "orders", "order_items"):
-            log = sorted((lake / kind / name / "_delta_log").glob("*.json"))
-            added = [json.loads(line) for line in log[-1].read_text().splitlines()]
-            assert len([a for a in added if "add" in a]) == 1, (kind, name)
