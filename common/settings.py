@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         description="Extra driver JVM options (when the job starts the JVM, not under spark-submit).",
     )
     spark_shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
+    spark_snapshot_partitions: int = Field(
+        default=2,
+        ge=1,
+        description="Partitions Delta rebuilds a table's state with (a Spark job per table read); "
+        "raise it for tables of very many files.",
+    )
     spark_broadcast_mb: int = Field(
         default=64, ge=0, description="Broadcast joins up to this size (parent-key lookups avoid shuffles)."
     )
