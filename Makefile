@@ -7,6 +7,8 @@ TOOLS  := .venv-tools
 CHECKOV_VERSION := 3.3.30
 TOOLS_STAMP := $(TOOLS)/.installed-$(CHECKOV_VERSION)
 STACK  ?= ecom-pipeline
+# The state machine's job layout (make deploy): two-tasks, or one-task (jobs.run in one task; README).
+JOB_LAYOUT ?= two-tasks
 OUT    ?= out
 DEMO   := $(OUT)/demo
 LAKE   := $(OUT)/lake
@@ -151,7 +153,7 @@ lock: ## Re-pin constraints.txt from a fresh resolve of pyproject.toml
 	/tmp/ecom-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/ecom-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
-deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b SECURITY_GROUPS=sg [STACK=ecom-pipeline]
+deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b SECURITY_GROUPS=sg [STACK=ecom-pipeline] [JOB_LAYOUT=one-task]
 	@test -n "$(ARTIFACT_BUCKET)" -a -n "$(IMAGE_URI)" -a -n "$(SUBNETS)" -a -n "$(SECURITY_GROUPS)" || \
 	  { echo "usage: make deploy ARTIFACT_BUCKET=<bucket for packaged code> IMAGE_URI=<ecr image> SUBNETS=<id,id> SECURITY_GROUPS=<id>"; exit 2; }
 	mkdir -p $(OUT)
@@ -160,7 +162,8 @@ deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b 
 	aws cloudformation deploy --template-file $(OUT)/packaged.yaml --stack-name $(STACK) \
 	  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides \
 	  ValidateImageUri=$(IMAGE_URI) TransformImageUri=$(IMAGE_URI) \
-	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(ALERT_EMAIL)
+	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(ALERT_EMAIL) \
+	  JobLayout=$(JOB_LAYOUT)
 
 ops: $(STAMP) ## Operate a deployed stack: make ops CMD="list|show B|rerun B|submit s3://...|drain-dlq --queue-url U" [STACK=...]
 	@test -n "$(CMD)" || { echo 'usage: make ops CMD="list" (or "show <batch>", "rerun <batch>", "submit s3://<bucket>/raw/...", "drain-dlq --queue-url <url>") [STACK=$(STACK)]'; exit 2; }

@@ -2,7 +2,8 @@
 
 One JVM and one SparkSession for both jobs, for laptops and small batches, where each job's fixed
 start-up cost is most of its time. Same flags and ``ECOM_*`` environment as ``jobs.validate`` (and
-the transform's). The state machine keeps the two tasks: separate retries, timeouts and alerts.
+the transform's). The state machine runs it in its one-task layout (template parameter
+``JobLayout=one-task``); its default two-task layout keeps separate retries, timeouts and sizes.
 
 Exit codes: 0 validated and KPIs written; 1 internal error; 2 bad arguments or configuration;
 4 the batch FAILED validation (its result is written; nothing was published or transformed).

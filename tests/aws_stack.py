@@ -148,8 +148,9 @@ def create_tables(ddb: Any) -> None:
     )
 
 
-def create_stack(job_env: dict[str, str], retry_interval: int = 1) -> Stack:
-    """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment."""
+def create_stack(job_env: dict[str, str], retry_interval: int = 1, layout: str = "two-tasks") -> Stack:
+    """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment;
+    ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``)."""
     s3 = boto3.client("s3", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -194,6 +195,8 @@ def create_stack(job_env: dict[str, str], retry_interval: int = 1) -> Stack:
         {
             "ClusterArn": cluster,
             "ValidateTaskDefinitionArn": task_defs["validate"],
+            "ValidateCommand": "run" if layout == "one-task" else "validate",
+            "JobLayout": layout,
             "TransformTaskDefinitionArn": task_defs["transform"],
             "ContainerName": CONTAINER,
             "SubnetIds": subnet,

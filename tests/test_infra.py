@@ -28,6 +28,29 @@ def _of_type(kind: str) -> dict[str, Any]:
     return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
 
 
+LAYOUTS = ("two-tasks", "one-task")
+
+
+def _in_layout(items: list[Any], layout: str) -> list[Any]:
+    """A template list with its ``!If [OneTask, x, AWS::NoValue]`` items resolved for ``layout``."""
+    out = []
+    for item in items:
+        if isinstance(item, dict) and "Fn::If" in item:
+            condition, then, otherwise = item["Fn::If"]
+            assert condition == "OneTask", condition
+            item = then if layout == "one-task" else otherwise
+            if item == {"Ref": "AWS::NoValue"}:
+                continue
+        out.append(item)
+    return out
+
+
+def _environment(task: str, layout: str = "two-tasks") -> dict[str, Any]:
+    """A task definition's container environment, as deployed in ``layout``."""
+    [container] = RESOURCES[task]["Properties"]["ContainerDefinitions"]
+    return {e["Name"]: e["Value"] for e in _in_layout(container["Environment"], layout)}
+
+
 def test_cfn_lint_passes() -> None:
     done = subprocess.run(
         [str(BIN / "cfn-lint"), str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=300
@@ -67,10 +90,10 @@ def test_state_machine_container_name_matches_the_task_definitions() -> None:
 def test_task_definition_environment_names_are_settings_the_jobs_read() -> None:
     known = {f"ECOM_{field.upper()}" for field in Settings.model_fields}
     for name, task in _of_type("AWS::ECS::TaskDefinition").items():
-        container = task["Properties"]["ContainerDefinitions"][0]
-        names = {e["Name"] for e in container["Environment"]}
-        assert names <= known, f"{name}: {names - known}"
-        assert container["Command"][0] in {"validate", "transform"}
+        for layout in LAYOUTS:
+            names = set(_environment(name, layout))
+            assert names <= known, f"{name}: {names - known}"
+        assert task["Properties"]["ContainerDefinitions"][0]["Command"][0] in {"validate", "transform"}
     overrides = re.findall(r'"Name": "(ECOM_[A-Z_]+)"', ASL)
     assert overrides and set(overrides) <= known
 
@@ -79,8 +102,8 @@ def test_a_retried_job_outwaits_the_lease_of_the_killed_one() -> None:
     """A killed task keeps the lake's lease until its TTL lapses; the retry (after the backoff) must
     wait longer than that, or it fails as "lake busy" through every attempt (see the kill drills)."""
     backoff = int(TEMPLATE["Parameters"]["RetryIntervalSeconds"]["MinValue"])
-    for name, task in _of_type("AWS::ECS::TaskDefinition").items():
-        env = {e["Name"]: e["Value"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    for name in _of_type("AWS::ECS::TaskDefinition"):
+        env = _environment(name)
         ttl = int(env["ECOM_LAKE_LOCK_TTL_SECONDS"])
         assert backoff + int(env["ECOM_LAKE_LOCK_WAIT_SECONDS"]) > ttl, name
 
@@ -129,11 +152,18 @@ def test_nothing_account_or_region_specific_is_hard_coded() -> None:
     assert "YOUR_" not in text and "TODO" not in text
 
 
-def _statements() -> list[tuple[str, dict[str, Any]]]:
+def _statements(layout: str = "one-task") -> list[tuple[str, dict[str, Any]]]:
+    """(role, statement) for every role's inline policies and every policy attached to a role
+    (those conditional on the layout included when deployed in ``layout``)."""
     out = []
     for name, role in _of_type("AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             out += [(name, s) for s in policy["PolicyDocument"]["Statement"]]
+    for resource in _of_type("AWS::IAM::Policy").values():
+        if resource.get("Condition") == "OneTask" and layout != "one-task":
+            continue
+        for role in resource["Properties"]["Roles"]:
+            out += [(role["Ref"], s) for s in resource["Properties"]["PolicyDocument"]["Statement"]]
     return out
 
 
@@ -151,7 +181,8 @@ def test_the_state_machine_passes_each_job_what_it_needs(job: str) -> None:
     definition = json.loads(re.sub(r":\s*\$\{[A-Za-z]+\}", ": 1", ASL))
     state = definition["States"][job.capitalize()]
     override = state["Parameters"]["Overrides"]["ContainerOverrides"][0]
-    assert override["Command"] == [job]
+    # the validate task runs jobs.validate, or jobs.run (both jobs) in the one-task layout
+    assert override["Command"] == (["${ValidateCommand}"] if job == "validate" else [job])
     names = {e["Name"] for e in override["Environment"]}
     assert names == (
         {"ECOM_BATCH_ID", "ECOM_MANIFEST", "ECOM_RESULT_URI"}
@@ -185,13 +216,42 @@ def test_deterministic_exits_are_not_retried_and_executions_are_bounded() -> Non
     assert params["StuckBatchAlarmSeconds"]["Default"] > params["ExecutionTimeoutSeconds"]["Default"]
     definition = json.loads(re.sub(r":\s*\$\{[A-Za-z]+\}", ": 1", ASL))
     assert definition["TimeoutSeconds"] == 1  # an execution-level timeout exists
-    for job in ("Validate", "Transform"):
+    for job, rejected in (("Validate", [2, 3]), ("Transform", [2, 3, 4])):
         retried = {e for r in definition["States"][job].get("Retry", []) for e in r["ErrorEquals"]}
         assert not retried & {"States.TaskFailed", "States.ALL", "States.Timeout"}, retried
         choice = definition["States"][f"{job}ExitCode"]["Choices"][1]
-        assert sorted(c["NumericEquals"] for c in choice["Or"]) == [2, 3, 4]
+        assert sorted(c["NumericEquals"] for c in choice["Or"]) == rejected
         assert choice["Next"] == f"{job}Rejected"
         assert definition["States"][f"{job}Rejected"]["Next"] == f"{job}Failed"
+    # jobs.run's exit 4 (one-task layout: the batch FAILED its checks) is not retried either: its
+    # written result is read, and the alert carries its summary
+    exit_4 = definition["States"]["ValidateExitCode"]["Choices"][2]
+    assert (exit_4["NumericEquals"], exit_4["Next"]) == (4, "ReadValidationResult")
+
+
+def test_the_one_task_layout_runs_both_jobs_in_the_validate_task_with_the_transforms_grants() -> None:
+    substitutions = RESOURCES["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["ValidateCommand"] == {"Fn::If": ["OneTask", "run", "validate"]}
+    assert substitutions["JobLayout"] == {"Ref": "JobLayout"}
+    assert TEMPLATE["Conditions"]["OneTask"] == {"Fn::Equals": [{"Ref": "JobLayout"}, "one-task"]}
+    assert TEMPLATE["Parameters"]["JobLayout"]["Default"] == "two-tasks"
+    kpi_tables = {"ECOM_DYNAMODB_ORDER_TABLE", "ECOM_DYNAMODB_CATEGORY_TABLE"}
+    assert not kpi_tables & set(_environment("ValidateTaskDefinition", "two-tasks"))
+    one_task = _environment("ValidateTaskDefinition", "one-task")
+    assert {k: one_task[k] for k in kpi_tables} == {
+        k: _environment("TransformTaskDefinition")[k] for k in kpi_tables
+    }
+
+    def grants(role: str, layout: str) -> list[str]:
+        return sorted(json.dumps(s, sort_keys=True) for n, s in _statements(layout) if n == role)
+
+    transform_only = {
+        json.dumps(s, sort_keys=True)
+        for n, s in _statements()
+        if n == "TransformTaskRole" and s["Sid"] in {"WriteKpis", "RegisterTables"}
+    }
+    added = set(grants("ValidateTaskRole", "one-task")) - set(grants("ValidateTaskRole", "two-tasks"))
+    assert added == transform_only
 
 
 def test_outcome_writes_are_idempotent_and_only_for_the_current_attempt() -> None:
@@ -298,10 +358,13 @@ def test_roles_hold_only_the_actions_their_code_calls() -> None:
 
 def test_each_job_registers_its_own_tables_in_the_stacks_glue_database() -> None:
     for job, prefixes in (("Validate", ["validated_*", "quarantine_*"]), ("Transform", ["kpi_*"])):
-        [container] = RESOURCES[f"{job}TaskDefinition"]["Properties"]["ContainerDefinitions"]
-        environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+        environment = _environment(f"{job}TaskDefinition")
         assert environment["ECOM_GLUE_DATABASE"] == {"Ref": "LakeDatabase"}, job
-        [grant] = [s for n, s in _statements() if n == f"{job}TaskRole" and s.get("Sid") == "RegisterTables"]
+        [grant] = [
+            s
+            for n, s in _statements("two-tasks")
+            if n == f"{job}TaskRole" and s.get("Sid") == "RegisterTables"
+        ]
         assert grant["Action"] == ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]  # io/glue.py
         tables = [r["Fn::Sub"].rsplit("/", 1)[1] for r in grant["Resource"] if "table/" in r["Fn::Sub"]]
         assert tables == prefixes, job

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from moto import mock_aws
 from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
-from jobs import transform, validate
+from jobs import run, transform, validate
 from orchestration import ops
 from orchestration.config import Config
 from orchestration.dispatch import Dispatcher
@@ -32,7 +33,7 @@ from tests.sfn_harness import (
 )
 
 pytestmark = pytest.mark.integration
-JOBS = {"validate": validate.main, "transform": transform.main}
+JOBS = {"validate": validate.main, "transform": transform.main, "run": run.main}
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,10 @@ def s3_endpoint(spark: SparkSession) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def aws(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession, s3_endpoint: str
+@contextmanager
+def _deployed(
+    monkeypatch: pytest.MonkeyPatch, lake: Path, spark: SparkSession, s3_endpoint: str, layout: str
 ) -> Iterator[tuple[Stack, Path, Fargate]]:
-    lake = tmp_path / "lake"
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         stack = create_stack(
             {
@@ -56,12 +56,30 @@ def aws(
                 "ECOM_LOG_FORMAT": "json",
                 "ECOM_SPARK_SHUFFLE_PARTITIONS": "2",
                 "ECOM_S3_ENDPOINT_URL": s3_endpoint,
-            }
+            },
+            layout=layout,
         )
         with Fargate(stack.ecs, _runner(spark)) as fargate:
             emulate_ecs_run_task_sync(monkeypatch, fargate)
             read_sdk_streams(monkeypatch)
             yield stack, lake, fargate
+
+
+@pytest.fixture
+def aws(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession, s3_endpoint: str
+) -> Iterator[tuple[Stack, Path, Fargate]]:
+    with _deployed(monkeypatch, tmp_path / "lake", spark, s3_endpoint, "two-tasks") as deployed:
+        yield deployed
+
+
+@pytest.fixture
+def aws_one_task(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession, s3_endpoint: str
+) -> Iterator[tuple[Stack, Path, Fargate]]:
+    """The stack deployed with JobLayout=one-task: the validate task runs jobs.run."""
+    with _deployed(monkeypatch, tmp_path / "lake", spark, s3_endpoint, "one-task") as deployed:
+        yield deployed
 
 
 def _runner(spark: SparkSession) -> Any:
@@ -169,6 +187,59 @@ def test_data_quality_failure_marks_the_batch_failed_and_alerts_with_the_summary
     report = stack.s3.get_object(Bucket=BUCKET, Key=report_key)
     assert report["ContentType"].startswith("text/html") and batch_id in report["Body"].read().decode()
     assert not (lake / "validated").exists()
+
+
+def test_one_task_layout_runs_both_jobs_in_one_task_and_completes(
+    aws_one_task: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
+) -> None:
+    stack, lake, agent = aws_one_task
+    arn = _start_batch(stack, tmp_path, "20261124T010000Z-one", defect_rate=0.0)
+    execution = wait_for_execution(stack.sfn, arn)
+    assert execution["status"] == "SUCCEEDED"
+    assert states_entered(stack.sfn, arn) == [
+        "Start",
+        "Validate",
+        "ReadValidationResult",
+        "CheckValidationStatus",
+        "MarkCompleted",
+        "Done",
+    ]
+    assert [(r["job"], r["exit_code"]) for r in agent.runs] == [("run", 0)]
+    assert stack.batch("20261124T010000Z-one")["status"] == "completed"
+    assert (lake / "kpi" / "order_daily" / "_delta_log").is_dir()
+    transform_result = json.loads((lake / "_results" / "20261124T010000Z-one" / "transform.json").read_text())
+    assert transform_result["status"] == "SUCCEEDED"
+    assert stack.alerts() == []
+
+
+def test_one_task_layout_data_quality_failure_alerts_with_the_summary(
+    aws_one_task: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
+) -> None:
+    """jobs.run exits 4 when the batch FAILED its checks: not retried, its written summary is read
+    and the alert says why, as in the two-task layout."""
+    stack, lake, agent = aws_one_task
+    batch_id = "20261124T020000Z-one-bad"
+    arn = _start_batch(stack, tmp_path, batch_id, defect_rate=0.3)
+    execution = wait_for_execution(stack.sfn, arn)
+    assert execution["status"] == "FAILED"
+    entered = states_entered(stack.sfn, arn)
+    assert entered[:2] == ["Start", "Validate"] and entered[-7:] == [
+        "CheckValidationStatus",
+        "DataQualityFailed",
+        "ValidateResultFailed",
+        "DescribeFailure",
+        "MarkFailed",
+        "NotifyFailure",
+        "Failed",
+    ]
+    assert [(r["job"], r["exit_code"]) for r in agent.runs] == [("run", 4)]
+    assert (stack.batch(batch_id)["status"], stack.batch(batch_id)["failed_step"]) == (
+        "failed",
+        "CheckValidationStatus",
+    )
+    [alert] = stack.alerts()
+    assert "DataQualityFailed" in alert["Message"] and "above the threshold" in alert["Message"]
+    assert not (lake / "validated").exists() and not (lake / "kpi").exists()
 
 
 def test_a_task_failing_after_its_retries_is_caught(
