@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         default="",
         description="Extra driver JVM options (when the job starts the JVM, not under spark-submit).",
     )
+    spark_jit: Literal["auto", "quick", "full"] = Field(
+        default="auto",
+        description="The driver JVM's compiler: quick (the client compiler only: far less compiling, "
+        "faster on small batches), full (tiered: faster on large ones), auto (quick for a small batch: "
+        "raw input up to 50 MB for validate and run, up to 2M rows read for transform).",
+    )
     spark_shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
     spark_snapshot_partitions: int = Field(
         default=2,

@@ -19,9 +19,9 @@ from pyspark.sql import SparkSession
 
 from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
-from common.io.manifest import resolve_batch
+from common.io.manifest import input_bytes, resolve_batch
 from common.io.results import BatchStatus, read_result
-from common.io.spark import build_spark
+from common.io.spark import QUICK_JIT_MAX_BYTES, build_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from jobs import transform, validate
@@ -41,8 +41,12 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)
     try:
-        batch_id = resolve_batch(settings).batch_id
-        session = spark or build_spark(settings, "ecom-run")
+        batch = resolve_batch(settings)
+        batch_id = batch.batch_id
+        # one JVM for both jobs: its compiler is chosen by the raw input, as validate's is
+        session = spark or build_spark(
+            settings, "ecom-run", small_batch=input_bytes(batch, settings) <= QUICK_JIT_MAX_BYTES
+        )
     except ConfigurationError as exc:  # incl. an unreadable manifest: validate would say the same
         log.error("%s", exc)
         return EXIT_CONFIG

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from common.errors import ConfigurationError, PipelineError, ResultNotUsableError
 from common.io.lake import Lake
 from common.io.results import BatchStatus, TransformResult, read_result, write_result
-from common.io.spark import build_spark
+from common.io.spark import QUICK_JIT_MAX_ROWS, build_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.report import format_transform
@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     outcome = None
     failure_code = EXIT_INTERNAL
     try:
-        session = session or build_spark(settings, "ecom-transform")
+        rows = sum(d.rows_read for d in validation.datasets.values())
+        session = session or build_spark(settings, "ecom-transform", small_batch=rows <= QUICK_JIT_MAX_ROWS)
         outcome = run_transform(session, settings, batch_id, started)
         result.touched_dates = outcome.touched_dates
         result.notes = outcome.notes

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from common.errors import ConfigurationError
+from common.io.lake import Lake
+from common.io.manifest import Batch, input_bytes
+from common.io.results import BatchStatus, DatasetResult, ValidationResult, write_result
 from common.io.spark import CLASS_ARCHIVE, driver_java_options, pinned_jars
 from common.settings import Settings
 
@@ -42,3 +48,87 @@ def test_the_users_collector_replaces_ours() -> None:
     assert driver_java_options(Settings(jars_dir="", spark_driver_java_options="-XX:+UseG1GC")) == (
         "-Duser.timezone=UTC -XX:+UseG1GC"
     )
+
+
+QUICK = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
+
+
+def test_the_driver_gets_the_quick_compiler_for_a_small_batch_unless_told_otherwise() -> None:
+    auto = Settings(jars_dir="")
+    assert driver_java_options(auto, small_batch=True) == f"-Duser.timezone=UTC -XX:+UseParallelGC {QUICK}"
+    assert driver_java_options(auto, small_batch=False) == "-Duser.timezone=UTC -XX:+UseParallelGC"
+    assert QUICK in driver_java_options(Settings(jars_dir="", spark_jit="quick"), small_batch=False)
+    assert QUICK not in driver_java_options(Settings(jars_dir="", spark_jit="full"), small_batch=True)
+    # the user's own options come last, so the JVM takes theirs
+    mine = Settings(jars_dir="", spark_driver_java_options="-XX:TieredStopAtLevel=4")
+    assert driver_java_options(mine, small_batch=True).endswith(f"{QUICK} -XX:TieredStopAtLevel=4")
+
+
+def test_a_batchs_input_bytes_are_its_files_sizes_local_and_on_s3(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(b"id\n1\n")  # 5 bytes
+    (tmp_path / "b.csv").write_bytes(b"id\n22\n")  # 6 bytes
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="raw")
+        s3.put_object(Bucket="raw", Key="p/c.csv", Body=b"x" * 1000)
+        batch = Batch(
+            "b1",
+            {
+                "products": [str(tmp_path / "a.csv"), "s3://raw/p/c.csv"],
+                "orders": [str(tmp_path / "b.csv"), str(tmp_path / "missing.csv"), "s3://raw/p/gone.csv"],
+            },
+        )
+        assert input_bytes(batch, Settings(aws_region="us-east-1")) == 5 + 1000 + 6
+
+
+def _choices(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[tuple[str, bool]]:
+    """The jobs' ``build_spark`` calls, recorded (app name, small batch); each call then stops its
+    job with a configuration error, so no JVM starts."""
+    chosen: list[tuple[str, bool]] = []
+
+    def record(settings: Settings, app_name: str, small_batch: bool = False) -> None:
+        chosen.append((app_name, small_batch))
+        raise ConfigurationError("stopped by the test")
+
+    for module in modules:
+        monkeypatch.setattr(module, "build_spark", record)
+    return chosen
+
+
+def test_each_job_picks_the_compiler_by_its_batchs_size(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from jobs import run, transform, validate
+
+    chosen = _choices(monkeypatch, validate, transform, run)
+    files = [tmp_path / "p.csv", tmp_path / "o.csv"]
+    files[0].write_bytes(b"id,name\n1,a\n")  # 12 bytes
+    files[1].write_bytes(b"order_id\n7\n")  # 11 bytes
+    lake = tmp_path / "lake"
+    args = [
+        "--batch-id",
+        "b1",
+        "--lake-root",
+        str(lake),
+        "--products",
+        str(files[0]),
+        "--orders",
+        str(files[1]),
+    ]
+    for limit, small in ((23, True), (22, False)):
+        monkeypatch.setattr(validate, "QUICK_JIT_MAX_BYTES", limit)
+        monkeypatch.setattr(run, "QUICK_JIT_MAX_BYTES", limit)
+        assert validate.main(args) == validate.EXIT_CONFIG
+        assert run.main(args) == run.EXIT_CONFIG
+        assert chosen[-2:] == [("ecom-validate", small), ("ecom-run", small)]
+    validation = ValidationResult(
+        batch_id="b1",
+        status=BatchStatus.SUCCEEDED,
+        started_at="2026-11-24T00:00:00Z",
+        datasets={"orders": DatasetResult(rows_read=300), "order_items": DatasetResult(rows_read=700)},
+    )
+    write_result(validation, Lake(str(lake)).result("b1", "validate"), Settings())
+    for limit, small in ((1000, True), (999, False)):
+        monkeypatch.setattr(transform, "QUICK_JIT_MAX_ROWS", limit)
+        assert transform.main(["--batch-id", "b1", "--lake-root", str(lake)]) == transform.EXIT_CONFIG
+        assert chosen[-1] == ("ecom-transform", small)

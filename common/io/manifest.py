@@ -34,6 +34,11 @@ class Batch:
     files: dict[str, list[str]]  # dataset -> URIs, de-duplicated, in given order
 
 
+def input_bytes(batch: Batch, settings: Settings) -> int:
+    """The batch's raw input in bytes (a missing file counts 0: validating it says so)."""
+    return sum(storage.size(uri, settings) or 0 for uris in batch.files.values() for uri in uris)
+
+
 def _dedupe(uris: list[str]) -> list[str]:
     # The same file listed twice (a re-delivered event) must not be read twice.
     return list(dict.fromkeys(u.strip() for u in uris if u.strip()))

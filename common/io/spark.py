@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ from common.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from common.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # The jars `make jars` fetches (jvm-deps.xml); each run checks that these are present.
 REQUIRED_JARS = ("delta-spark_2.13-", "delta-storage-", "hadoop-aws-", "s3-2")
@@ -49,15 +52,29 @@ def pinned_jars(jars_dir: str) -> list[Path]:
 # task threads and the planning driver on a few cores. Measured on the 2-core machine (27k-item
 # batch, validate + transform in one process: 46.1 and 45.8 s with G1, 42.4 and 41.5 s with it;
 # 1M items, validate: 56.2 s -> 54.0 s). Left out when the user's options name a collector.
-# (The client compiler alone, -XX:TieredStopAtLevel=1, was measured too and not kept: transform
-# 35.7 -> 29.5 s at 1M items but 47.5 -> 60.1 s at 5M, validate 54.0 -> 57.3 s at 1M; and with it
-# the JVM reserves only a 48 MB code cache, which one run filled: "Out of space in CodeCache".)
 COLLECTOR = "-XX:+UseParallelGC"
 
+# The client compiler only, for small batches (ECOM_SPARK_JIT). A small batch's run is mostly the
+# driver planning queries on a cold JVM, and the tiered JIT's optimising compiler then competes
+# with the job for the 2 cores: 27k items, one process, 38.7 s of compile time and 33.6 s wall,
+# against 6.0 s and 28.9 s with this. On large batches its code runs the rows slower: validate at
+# 1M items (126 MB) 41.5 -> 49.1 s, but 23.7 -> 19.1 s at 27k and 29.3 -> 24.9 s at 200k (25 MB);
+# transform 26.2 -> 21.5 s at 1M items, 47.5 -> 60.1 s at 5M (each: two runs, this machine).
+# With C1 alone the JVM reserves only a 48 MB code cache, which one run filled ("Out of space in
+# CodeCache for adapters"): 256 MB.
+QUICK_JIT = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=256m")
+QUICK_JIT_MAX_BYTES = 50 * 1024 * 1024  # raw input of a batch validate calls small
+QUICK_JIT_MAX_ROWS = 2_000_000  # rows read (all datasets) of a batch transform calls small
 
-def driver_java_options(settings: Settings) -> str:
-    """The driver JVM's options: UTC, the collector, and the class archive when one sits beside
-    the jars; the user's own options last (they win).
+
+def quick_jit(settings: Settings, small_batch: bool) -> bool:
+    """Whether the driver gets :data:`QUICK_JIT`: as set, or (auto) when the batch is small."""
+    return settings.spark_jit == "quick" or (settings.spark_jit == "auto" and small_batch)
+
+
+def driver_java_options(settings: Settings, small_batch: bool = False) -> str:
+    """The driver JVM's options: UTC, the collector, the compiler for the batch's size, and the
+    class archive when one sits beside the jars; the user's own options last (they win).
 
     They apply when this process starts the JVM (python -m, the container); under spark-submit
     the JVM is already running and takes its options from spark-submit instead.
@@ -65,6 +82,8 @@ def driver_java_options(settings: Settings) -> str:
     options = ["-Duser.timezone=UTC"]
     if not re.search(r"-XX:\+Use\w+GC\b", settings.spark_driver_java_options):
         options.append(COLLECTOR)
+    if quick_jit(settings, small_batch):
+        options += QUICK_JIT
     archive = Path(settings.jars_dir) / CLASS_ARCHIVE if settings.jars_dir else None
     if archive is not None and archive.is_file():
         # A stale archive (the JDK or the jars changed) is skipped; its warning would go to stdout.
@@ -95,8 +114,9 @@ def s3a_options(settings: Settings) -> dict[str, str]:
     return options
 
 
-def build_spark(settings: Settings, app_name: str) -> SparkSession:
-    """A SparkSession for a job: Delta, S3A, UTC, ANSI, quiet logs.
+def build_spark(settings: Settings, app_name: str, small_batch: bool = False) -> SparkSession:
+    """A SparkSession for a job: Delta, S3A, UTC, ANSI, quiet logs; ``small_batch`` picks the
+    driver's compiler (:func:`quick_jit`) when this process starts the JVM.
 
     Raises:
         ConfigurationError: the pinned jars are missing.
@@ -134,10 +154,14 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", driver_java_options(settings))
+        .config("spark.driver.extraJavaOptions", driver_java_options(settings, small_batch))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    log.info(
+        "driver JVM compiler: %s",
+        "quick (client only)" if quick_jit(settings, small_batch) else "full (tiered)",
+    )
     jvm = spark.sparkContext._jvm  # py4j view of the driver JVM
     if jvm is not None and not jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION):
         raise ConfigurationError(

@@ -193,6 +193,19 @@ def read_head(uri: str, limit: int, settings: Settings) -> tuple[bytes, int]:
     return bytes(data), size
 
 
+def size(uri: str, settings: Settings) -> int | None:
+    """The size in bytes of a file or object; None when it is missing or cannot be asked (the
+    job that reads it says why)."""
+    if not is_s3(uri):
+        path = local_path(uri)
+        return path.stat().st_size if path.is_file() else None
+    loc = parse_s3(uri)
+    try:
+        return int(s3_client(settings).head_object(Bucket=loc.bucket, Key=loc.key)["ContentLength"])
+    except (ClientError, BotoCoreError, ValueError):
+        return None
+
+
 def join_uri(root: str, *parts: str) -> str:
     """Join path segments onto a local root or an S3 URI."""
     if is_s3(root):
