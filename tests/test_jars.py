@@ -76,6 +76,7 @@ def test_a_batchs_input_bytes_are_its_files_sizes_local_and_on_s3(tmp_path: Path
             {
                 "products": [str(tmp_path / "a.csv"), "s3://raw/p/c.csv"],
                 "orders": [str(tmp_path / "b.csv"), str(tmp_path / "missing.csv"), "s3://raw/p/gone.csv"],
+                "order_items": [str(tmp_path), "s3://raw/"],  # a folder, a bucket: no file
             },
         )
         assert input_bytes(batch, Settings(aws_region="us-east-1")) == 5 + 1000 + 6

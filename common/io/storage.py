@@ -196,13 +196,13 @@ def read_head(uri: str, limit: int, settings: Settings) -> tuple[bytes, int]:
 def size(uri: str, settings: Settings) -> int | None:
     """The size in bytes of a file or object; None when it is missing or cannot be asked (the
     job that reads it says why)."""
-    if not is_s3(uri):
-        path = local_path(uri)
-        return path.stat().st_size if path.is_file() else None
-    loc = parse_s3(uri)
     try:
+        if not is_s3(uri):
+            path = local_path(uri)
+            return path.stat().st_size if path.is_file() else None
+        loc = parse_s3(uri)
         return int(s3_client(settings).head_object(Bucket=loc.bucket, Key=loc.key)["ContentLength"])
-    except (ClientError, BotoCoreError, ValueError):
+    except (OSError, ClientError, BotoCoreError, ValueError):
         return None
 
 
