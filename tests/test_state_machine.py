@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,16 @@ def s3_endpoint(spark: SparkSession) -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def _deployed(
-    monkeypatch: pytest.MonkeyPatch, lake: Path, spark: SparkSession, s3_endpoint: str, layout: str
+@pytest.fixture
+def aws(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    spark: SparkSession,
+    s3_endpoint: str,
 ) -> Iterator[tuple[Stack, Path, Fargate]]:
+    """The stack, deployed in the two-task layout unless a test asks for another (``indirect``)."""
+    lake = tmp_path / "lake"
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         stack = create_stack(
             {
@@ -57,7 +62,7 @@ def _deployed(
                 "ECOM_SPARK_SHUFFLE_PARTITIONS": "2",
                 "ECOM_S3_ENDPOINT_URL": s3_endpoint,
             },
-            layout=layout,
+            layout=getattr(request, "param", "two-tasks"),
         )
         with Fargate(stack.ecs, _runner(spark)) as fargate:
             emulate_ecs_run_task_sync(monkeypatch, fargate)
@@ -65,21 +70,11 @@ def _deployed(
             yield stack, lake, fargate
 
 
-@pytest.fixture
-def aws(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession, s3_endpoint: str
-) -> Iterator[tuple[Stack, Path, Fargate]]:
-    with _deployed(monkeypatch, tmp_path / "lake", spark, s3_endpoint, "two-tasks") as deployed:
-        yield deployed
-
-
-@pytest.fixture
-def aws_one_task(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spark: SparkSession, s3_endpoint: str
-) -> Iterator[tuple[Stack, Path, Fargate]]:
-    """The stack deployed with JobLayout=one-task: the validate task runs jobs.run."""
-    with _deployed(monkeypatch, tmp_path / "lake", spark, s3_endpoint, "one-task") as deployed:
-        yield deployed
+# (layout, the states a clean batch goes through between Validate and MarkCompleted, the tasks run)
+LAYOUTS = [
+    ("two-tasks", ["Transform"], [("validate", 0), ("transform", 0)]),
+    ("one-task", [], [("run", 0)]),  # jobs.run in the validate task did both
+]
 
 
 def _runner(spark: SparkSession) -> Any:
@@ -131,8 +126,15 @@ def _start_batch(stack: Stack, tmp_path: Path, batch_id: str, defect_rate: float
     return _dispatch(stack)
 
 
-def test_success_runs_validate_then_transform_and_completes(
-    aws: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
+@pytest.mark.parametrize(
+    ("aws", "between", "tasks"), LAYOUTS, indirect=["aws"], ids=["two-tasks", "one-task"]
+)
+def test_a_clean_batch_is_validated_transformed_and_completed(
+    aws: tuple[Stack, Path, Fargate],
+    between: list[str],
+    tasks: list[tuple[str, int]],
+    spark: SparkSession,
+    tmp_path: Path,
 ) -> None:
     stack, lake, agent = aws
     arn = _start_batch(stack, tmp_path, "20261122T010000Z-ok", defect_rate=0.0)
@@ -143,19 +145,26 @@ def test_success_runs_validate_then_transform_and_completes(
         "Validate",
         "ReadValidationResult",
         "CheckValidationStatus",
-        "Transform",
+        *between,
         "MarkCompleted",
         "Done",
     ]
-    assert [(r["job"], r["exit_code"]) for r in agent.runs] == [("validate", 0), ("transform", 0)]
+    assert [(r["job"], r["exit_code"]) for r in agent.runs] == tasks
     assert stack.batch("20261122T010000Z-ok")["status"] == "completed"
     assert (lake / "kpi" / "order_daily" / "_delta_log").is_dir()
+    transform = json.loads((lake / "_results" / "20261122T010000Z-ok" / "transform.json").read_text())
+    assert transform["status"] == "SUCCEEDED"
     assert stack.alerts() == []
 
 
+@pytest.mark.parametrize(
+    ("aws", "task"), [("two-tasks", ("validate", 0)), ("one-task", ("run", 4))], indirect=["aws"]
+)
 def test_data_quality_failure_marks_the_batch_failed_and_alerts_with_the_summary(
-    aws: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
+    aws: tuple[Stack, Path, Fargate], task: tuple[str, int], spark: SparkSession, tmp_path: Path
 ) -> None:
+    """validate exits 0 having written a FAILED result; jobs.run (one-task layout) exits 4 after
+    writing it: neither is retried, the written summary is read and the alert says why."""
     stack, lake, agent = aws
     batch_id = "20261122T020000Z-bad"
     arn = _start_batch(stack, tmp_path, batch_id, defect_rate=0.3)
@@ -170,7 +179,7 @@ def test_data_quality_failure_marks_the_batch_failed_and_alerts_with_the_summary
         "NotifyFailure",
         "Failed",
     ]
-    assert "Transform" not in entered and [r["job"] for r in agent.runs] == ["validate"]
+    assert "Transform" not in entered and [(r["job"], r["exit_code"]) for r in agent.runs] == [task]
     batch = stack.batch(batch_id)
     assert (batch["status"], batch["failed_step"]) == ("failed", "CheckValidationStatus")
     [alert] = stack.alerts()
@@ -186,59 +195,6 @@ def test_data_quality_failure_marks_the_batch_failed_and_alerts_with_the_summary
     assert f"Report: s3://{BUCKET}/{report_key}" in message
     report = stack.s3.get_object(Bucket=BUCKET, Key=report_key)
     assert report["ContentType"].startswith("text/html") and batch_id in report["Body"].read().decode()
-    assert not (lake / "validated").exists()
-
-
-def test_one_task_layout_runs_both_jobs_in_one_task_and_completes(
-    aws_one_task: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
-) -> None:
-    stack, lake, agent = aws_one_task
-    arn = _start_batch(stack, tmp_path, "20261124T010000Z-one", defect_rate=0.0)
-    execution = wait_for_execution(stack.sfn, arn)
-    assert execution["status"] == "SUCCEEDED"
-    assert states_entered(stack.sfn, arn) == [
-        "Start",
-        "Validate",
-        "ReadValidationResult",
-        "CheckValidationStatus",
-        "MarkCompleted",
-        "Done",
-    ]
-    assert [(r["job"], r["exit_code"]) for r in agent.runs] == [("run", 0)]
-    assert stack.batch("20261124T010000Z-one")["status"] == "completed"
-    assert (lake / "kpi" / "order_daily" / "_delta_log").is_dir()
-    transform_result = json.loads((lake / "_results" / "20261124T010000Z-one" / "transform.json").read_text())
-    assert transform_result["status"] == "SUCCEEDED"
-    assert stack.alerts() == []
-
-
-def test_one_task_layout_data_quality_failure_alerts_with_the_summary(
-    aws_one_task: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
-) -> None:
-    """jobs.run exits 4 when the batch FAILED its checks: not retried, its written summary is read
-    and the alert says why, as in the two-task layout."""
-    stack, lake, agent = aws_one_task
-    batch_id = "20261124T020000Z-one-bad"
-    arn = _start_batch(stack, tmp_path, batch_id, defect_rate=0.3)
-    execution = wait_for_execution(stack.sfn, arn)
-    assert execution["status"] == "FAILED"
-    entered = states_entered(stack.sfn, arn)
-    assert entered[:2] == ["Start", "Validate"] and entered[-7:] == [
-        "CheckValidationStatus",
-        "DataQualityFailed",
-        "ValidateResultFailed",
-        "DescribeFailure",
-        "MarkFailed",
-        "NotifyFailure",
-        "Failed",
-    ]
-    assert [(r["job"], r["exit_code"]) for r in agent.runs] == [("run", 4)]
-    assert (stack.batch(batch_id)["status"], stack.batch(batch_id)["failed_step"]) == (
-        "failed",
-        "CheckValidationStatus",
-    )
-    [alert] = stack.alerts()
-    assert "DataQualityFailed" in alert["Message"] and "above the threshold" in alert["Message"]
     assert not (lake / "validated").exists() and not (lake / "kpi").exists()
 
 
