@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from common.errors import ConfigurationError
@@ -121,6 +122,8 @@ def build_spark(settings: Settings, app_name: str, small_batch: bool = False) ->
     Raises:
         ConfigurationError: the pinned jars are missing.
     """
+    # Under spark-submit (or when a session exists) the JVM is already running with its options.
+    starts_jvm = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
     builder = SparkSession.builder
     if settings.jars_dir:
         jars = pinned_jars(settings.jars_dir)
@@ -158,10 +161,11 @@ def build_spark(settings: Settings, app_name: str, small_batch: bool = False) ->
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    log.info(
-        "driver JVM compiler: %s",
-        "quick (client only)" if quick_jit(settings, small_batch) else "full (tiered)",
-    )
+    if starts_jvm:
+        log.info(
+            "driver JVM compiler: %s",
+            "quick (client only)" if quick_jit(settings, small_batch) else "full (tiered)",
+        )
     jvm = spark.sparkContext._jvm  # py4j view of the driver JVM
     if jvm is not None and not jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION):
         raise ConfigurationError(
