@@ -59,8 +59,9 @@ COLLECTOR = "-XX:+UseParallelGC"
 # driver planning queries on a cold JVM, and the tiered JIT's optimising compiler then competes
 # with the job for the 2 cores: 27k items, one process, 38.7 s of compile time and 33.6 s wall,
 # against 6.0 s and 28.9 s with this. On large batches its code runs the rows slower: validate at
-# 1M items (126 MB) 41.5 -> 49.1 s, but 23.7 -> 19.1 s at 27k and 29.3 -> 24.9 s at 200k (25 MB);
-# transform 26.2 -> 21.5 s at 1M items, 47.5 -> 60.1 s at 5M (each: two runs, this machine).
+# 1M items (126 MB) 41.5 -> 49.1 s, but 23.7 -> 19.1 s at 27k and 29.3 -> 24.9 s at 200k (25 MB),
+# even at 400k (50 MB: 30.4 -> 29.3 s); transform 26.2 -> 21.5 s at 1M items (1.5M rows read),
+# 32.5 -> 36.3 s at 2.5M (3.8M rows), 47.5 -> 60.1 s at 5M (each: two runs, this machine).
 # With C1 alone the JVM reserves only a 48 MB code cache, which one run filled ("Out of space in
 # CodeCache for adapters"): 256 MB.
 QUICK_JIT = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=256m")
