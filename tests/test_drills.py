@@ -268,14 +268,18 @@ def test_validate_killed_between_two_datasets(stage: Stage, reference: Reference
 
 def test_transform_killed_during_its_dynamodb_writes(stage: Stage, reference: Reference) -> None:
     """Killed after the second BatchWriteItem landed (of either KPI table: they are written side by
-    side): DynamoDB held 50 new items, the daily KPIs' Delta table none."""
+    side, so the other table's writer may have one more request of up to 25 items landing in the
+    same instant): DynamoDB held 50 to 75 of the items, not all of them; the daily KPIs' Delta
+    table none."""
     lake = "kill-dynamodb"
     stage.copy("validated", lake)
     stage.kpi_tables(lake)
     stage.killed_at(
         "transform", lake, Fault("POST", target="BatchWriteItem", every=2, limit=1, after=lambda: None)
     )
-    assert len(stage.items(lake, "order")) + len(stage.items(lake, "category")) == 50
+    landed = len(stage.items(lake, "order")) + len(stage.items(lake, "category"))
+    expected = len(reference.kpis["dynamodb/order"] or []) + len(reference.kpis["dynamodb/category"] or [])
+    assert 50 <= landed <= 75 and landed < expected, (landed, expected)
     assert stage.table(lake, "kpi", "order_daily") is None
     assert stage.run("transform", lake)[0] == 0
     assert stage.kpis(lake) == reference.kpis
