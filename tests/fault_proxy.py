@@ -46,6 +46,8 @@ class Fault:
     connection with no answer; ``before``/``after`` are called before forwarding (then the
     connection is dropped: the request never reaches the server) or after the server answered (then
     the answer is dropped). ``every`` fires on every n-th match, ``limit`` caps how often it fires.
+    ``fatal``: once it fires, the proxy forwards no other request until cleared (it kills the job:
+    nothing a dying process sends after that instant may land, whichever of its threads sent it).
     """
 
     method: str | None = None
@@ -57,6 +59,7 @@ class Fault:
     after: Callable[[], None] | None = None
     every: int = 1
     limit: int | None = None
+    fatal: bool = False
     matched: int = 0
     fired: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
@@ -89,6 +92,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request seen
         self._lock = threading.Lock()
+        self._halted = False  # a fatal fault fired: every later request is dropped
 
     @property
     def endpoint(self) -> str:
@@ -103,14 +107,21 @@ class FaultProxy(ThreadingHTTPServer):
         with self._lock:
             self.faults.clear()
             self.requests.clear()
+            self._halted = False
 
     def decide(self, method: str, path: str, target: str) -> Fault | None:
         with self._lock:
             self.requests.append((method, path))
+            if self._halted:
+                return _DROPPED
             for fault in self.faults:
                 if fault.claim(method, path, target):
+                    self._halted = fault.fatal
                     return fault
         return None
+
+
+_DROPPED = Fault(drop=True)  # what a halted proxy does with every request
 
 
 class _Handler(BaseHTTPRequestHandler):
