@@ -6,6 +6,7 @@ import http.client
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -14,7 +15,7 @@ from tests.fault_proxy import Fault, FaultProxy, fault_proxy
 
 class _Upstream(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         return
@@ -62,7 +63,10 @@ def test_a_fatal_fault_drops_every_later_request_until_cleared(proxy: FaultProxy
     if fatal:  # the fault's own request landed (its answer dropped), nothing after it
         assert (statuses, _Upstream.seen) == ([200, None, None, None], ["/first", "/second"])
     else:
-        assert (statuses, _Upstream.seen) == ([200, None, 200, 200], ["/first", "/second", "/third", "/fourth"])
+        assert (statuses, _Upstream.seen) == (
+            [200, None, 200, 200],
+            ["/first", "/second", "/third", "/fourth"],
+        )
     proxy.clear()
     assert _post(proxy, "/fifth") == 200
     assert _Upstream.seen[-1] == "/fifth"
