@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             log.exception("could not write the transform result to %s", result_uri)
         report = None
         if result.status is BatchStatus.SUCCEEDED and session is not None:
-            report = publish_transform(session, settings, validation, result, source, result_uri)
+            written = {o.table: o.data for o in outcome.outputs} if outcome else {}
+            report = publish_transform(session, settings, validation, result, written, source, result_uri)
         if spark is None and session is not None:
             session.stop()
     if result.status is not BatchStatus.SUCCEEDED:

@@ -146,7 +146,7 @@ def test_the_report_shows_the_results_numbers_in_a_browser_and_runs_nothing(
     assert page.get_by_text(MARKUP.replace(",", " ")).first.is_visible()
     assert page.get_by_text(FORMULA).first.is_visible()
     assert page.title() == "Batch demo-0001: SUCCEEDED"
-    assert page.locator("svg").count() >= 2  # rows per dataset, and the KPIs after transform
+    assert page.locator("svg").count() == 5  # rows per dataset; after transform, 3 daily KPIs + categories
     assert errors == []
     assert requests == [report.as_uri()]  # nothing but the page itself
     page.close()

@@ -13,10 +13,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from common.errors import PipelineError
-from common.io import delta, runs, storage
+from common.io import runs, storage
 from common.io.lake import Lake, beside, report_uri
 from common.io.results import TransformResult, ValidationResult
 from common.usecases.html_report import KpiView, RunRow, render_batch_report, render_index
@@ -108,27 +107,17 @@ def publish_validation(
     return uri
 
 
-def _kpis_of(spark: SparkSession, lake: Lake, dates: list[str]) -> KpiView:
-    view = KpiView()
-    if not dates:
-        return view
-    for table in ("order_daily", "category_daily"):
-        frame = delta.read(spark, lake.kpi(table))
-        if frame is not None:
-            rows = frame.where(F.col("order_date").cast("string").isin(dates)).collect()
-            setattr(view, table, [r.asDict() for r in rows])
-    return view
-
-
 def publish_transform(
     spark: SparkSession,
     settings: Settings,
     validation: ValidationResult,
     transform: TransformResult,
+    written: dict[str, list[dict[str, Any]]],
     validation_uri: str,
     transform_uri: str,
 ) -> str | None:
-    """Re-render the batch's report with the transform's part (KPIs of the touched dates)."""
+    """Re-render the batch's report with the transform's part: ``written``, the KPI rows it wrote
+    for the touched dates by table (held by the job already: not read back from the tables)."""
     lake = Lake(settings.lake_root)
     uri = report_uri(validation_uri)
     try:
@@ -138,7 +127,7 @@ def publish_transform(
             if storage.exists(samples_uri, settings)
             else {}
         )
-        kpis = _kpis_of(spark, lake, transform.touched_dates)
+        kpis = KpiView(**written)
         html = render_batch_report(validation, samples, transform, kpis, result_uri=validation_uri)
         storage.write_text(uri, html, settings, content_type="text/html; charset=utf-8")
         runs.record_run(spark, lake.runs(), _run_row(transform, "transform", transform_uri, uri))
