@@ -21,7 +21,7 @@ from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
 from common.io.manifest import input_bytes, resolve_batch
 from common.io.results import BatchStatus, read_result
-from common.io.spark import QUICK_JIT_MAX_BYTES, build_spark
+from common.io.spark import BatchSize, build_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from jobs import transform, validate
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         batch_id = batch.batch_id
         # one JVM for both jobs: its compiler is chosen by the raw input, as validate's is
         session = spark or build_spark(
-            settings, "ecom-run", small_batch=input_bytes(batch, settings) <= QUICK_JIT_MAX_BYTES
+            settings, "ecom-run", BatchSize(input_bytes=input_bytes(batch, settings))
         )
     except ConfigurationError as exc:  # incl. an unreadable manifest: validate would say the same
         log.error("%s", exc)

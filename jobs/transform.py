@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from common.errors import ConfigurationError, PipelineError, ResultNotUsableError
 from common.io.lake import Lake
 from common.io.results import BatchStatus, TransformResult, read_result, write_result
-from common.io.spark import QUICK_JIT_MAX_ROWS, build_spark
+from common.io.spark import BatchSize, build_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.report import format_transform
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     failure_code = EXIT_INTERNAL
     try:
         rows = sum(d.rows_read for d in validation.datasets.values())
-        session = session or build_spark(settings, "ecom-transform", small_batch=rows <= QUICK_JIT_MAX_ROWS)
+        session = session or build_spark(settings, "ecom-transform", BatchSize(rows_read=rows))
         outcome = run_transform(session, settings, batch_id, started)
         result.touched_dates = outcome.touched_dates
         result.notes = outcome.notes

@@ -21,7 +21,7 @@ from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
 from common.io.manifest import input_bytes, resolve_batch
 from common.io.results import BatchStatus, ValidationResult, write_result
-from common.io.spark import QUICK_JIT_MAX_BYTES, build_spark
+from common.io.spark import BatchSize, build_spark
 from common.logs import configure_logging
 from common.settings import Settings, load_settings
 from common.usecases.report import format_validation
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     report: str | None = None
     try:
         session = session or build_spark(
-            settings, "ecom-validate", small_batch=input_bytes(batch, settings) <= QUICK_JIT_MAX_BYTES
+            settings, "ecom-validate", BatchSize(input_bytes=input_bytes(batch, settings))
         )
         run_validation(session, settings, batch, contracts, processing_date, result, samples)
         result.finished_at = _now()

@@ -13,7 +13,7 @@ from common.errors import ConfigurationError
 from common.io.lake import Lake
 from common.io.manifest import Batch, input_bytes
 from common.io.results import BatchStatus, DatasetResult, ValidationResult, write_result
-from common.io.spark import CLASS_ARCHIVE, driver_java_options, pinned_jars
+from common.io.spark import CLASS_ARCHIVE, BatchSize, driver_java_options, pinned_jars
 from common.settings import Settings
 
 
@@ -54,14 +54,21 @@ QUICK = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 
 
 def test_the_driver_gets_the_quick_compiler_for_a_small_batch_unless_told_otherwise() -> None:
-    auto = Settings(jars_dir="")
-    assert driver_java_options(auto, small_batch=True) == f"-Duser.timezone=UTC -XX:+UseParallelGC {QUICK}"
-    assert driver_java_options(auto, small_batch=False) == "-Duser.timezone=UTC -XX:+UseParallelGC"
-    assert QUICK in driver_java_options(Settings(jars_dir="", spark_jit="quick"), small_batch=False)
-    assert QUICK not in driver_java_options(Settings(jars_dir="", spark_jit="full"), small_batch=True)
+    auto, small, large = Settings(jars_dir=""), BatchSize(input_bytes=10), BatchSize(rows_read=10**9)
+    assert driver_java_options(auto, small) == f"-Duser.timezone=UTC -XX:+UseParallelGC {QUICK}"
+    assert driver_java_options(auto, large) == "-Duser.timezone=UTC -XX:+UseParallelGC"
+    assert driver_java_options(auto) == "-Duser.timezone=UTC -XX:+UseParallelGC"  # size unknown
+    assert QUICK in driver_java_options(Settings(jars_dir="", spark_jit="quick"), large)
+    assert QUICK not in driver_java_options(Settings(jars_dir="", spark_jit="full"), small)
     # the user's own options come last, so the JVM takes theirs
     mine = Settings(jars_dir="", spark_driver_java_options="-XX:TieredStopAtLevel=4")
-    assert driver_java_options(mine, small_batch=True).endswith(f"{QUICK} -XX:TieredStopAtLevel=4")
+    assert driver_java_options(mine, small).endswith(f"{QUICK} -XX:TieredStopAtLevel=4")
+
+
+def test_a_batch_is_small_up_to_50_mib_of_raw_input_or_2m_rows_read() -> None:
+    assert BatchSize(input_bytes=52_428_800).small and not BatchSize(input_bytes=52_428_801).small
+    assert BatchSize(rows_read=2_000_000).small and not BatchSize(rows_read=2_000_001).small
+    assert not BatchSize().small
 
 
 def test_a_batchs_input_bytes_are_its_files_sizes_local_and_on_s3(tmp_path: Path) -> None:
@@ -82,13 +89,13 @@ def test_a_batchs_input_bytes_are_its_files_sizes_local_and_on_s3(tmp_path: Path
         assert input_bytes(batch, Settings(aws_region="us-east-1")) == 5 + 1000 + 6
 
 
-def _choices(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[tuple[str, bool]]:
-    """The jobs' ``build_spark`` calls, recorded (app name, small batch); each call then stops its
+def _choices(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[tuple[str, BatchSize | None]]:
+    """The jobs' ``build_spark`` calls, recorded (app name, batch size); each call then stops its
     job with a configuration error, so no JVM starts."""
-    chosen: list[tuple[str, bool]] = []
+    chosen: list[tuple[str, BatchSize | None]] = []
 
-    def record(settings: Settings, app_name: str, small_batch: bool = False) -> None:
-        chosen.append((app_name, small_batch))
+    def record(settings: Settings, app_name: str, size: BatchSize | None = None) -> None:
+        chosen.append((app_name, size))
         raise ConfigurationError("stopped by the test")
 
     for module in modules:
@@ -96,7 +103,7 @@ def _choices(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[tuple[str, 
     return chosen
 
 
-def test_each_job_picks_the_compiler_by_its_batchs_size(
+def test_each_job_sizes_its_batch_before_the_jvm_starts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from jobs import run, transform, validate
@@ -116,12 +123,9 @@ def test_each_job_picks_the_compiler_by_its_batchs_size(
         "--orders",
         str(files[1]),
     ]
-    for limit, small in ((23, True), (22, False)):
-        monkeypatch.setattr(validate, "QUICK_JIT_MAX_BYTES", limit)
-        monkeypatch.setattr(run, "QUICK_JIT_MAX_BYTES", limit)
-        assert validate.main(args) == validate.EXIT_CONFIG
-        assert run.main(args) == run.EXIT_CONFIG
-        assert chosen[-2:] == [("ecom-validate", small), ("ecom-run", small)]
+    assert validate.main(args) == validate.EXIT_CONFIG
+    assert run.main(args) == run.EXIT_CONFIG
+    assert chosen == [("ecom-validate", BatchSize(input_bytes=23)), ("ecom-run", BatchSize(input_bytes=23))]
     validation = ValidationResult(
         batch_id="b1",
         status=BatchStatus.SUCCEEDED,
@@ -129,7 +133,5 @@ def test_each_job_picks_the_compiler_by_its_batchs_size(
         datasets={"orders": DatasetResult(rows_read=300), "order_items": DatasetResult(rows_read=700)},
     )
     write_result(validation, Lake(str(lake)).result("b1", "validate"), Settings())
-    for limit, small in ((1000, True), (999, False)):
-        monkeypatch.setattr(transform, "QUICK_JIT_MAX_ROWS", limit)
-        assert transform.main(["--batch-id", "b1", "--lake-root", str(lake)]) == transform.EXIT_CONFIG
-        assert chosen[-1] == ("ecom-transform", small)
+    assert transform.main(["--batch-id", "b1", "--lake-root", str(lake)]) == transform.EXIT_CONFIG
+    assert chosen[-1] == ("ecom-transform", BatchSize(rows_read=1000))

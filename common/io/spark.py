@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,12 +70,28 @@ QUICK_JIT_MAX_BYTES = 50 * 1024 * 1024  # raw input of a batch validate calls sm
 QUICK_JIT_MAX_ROWS = 2_000_000  # rows read (all datasets) of a batch transform calls small
 
 
-def quick_jit(settings: Settings, small_batch: bool) -> bool:
+@dataclass(frozen=True)
+class BatchSize:
+    """What a job knows of its batch's size before the JVM starts: the raw input's bytes
+    (validate, ``jobs.run``) or the rows validation read (transform)."""
+
+    input_bytes: int | None = None
+    rows_read: int | None = None
+
+    @property
+    def small(self) -> bool:
+        """Small enough for :data:`QUICK_JIT` (the thresholds above); an unknown size is not."""
+        if self.input_bytes is not None:
+            return self.input_bytes <= QUICK_JIT_MAX_BYTES
+        return self.rows_read is not None and self.rows_read <= QUICK_JIT_MAX_ROWS
+
+
+def quick_jit(settings: Settings, size: BatchSize | None) -> bool:
     """Whether the driver gets :data:`QUICK_JIT`: as set, or (auto) when the batch is small."""
-    return settings.spark_jit == "quick" or (settings.spark_jit == "auto" and small_batch)
+    return settings.spark_jit == "quick" or (settings.spark_jit == "auto" and size is not None and size.small)
 
 
-def driver_java_options(settings: Settings, small_batch: bool = False) -> str:
+def driver_java_options(settings: Settings, size: BatchSize | None = None) -> str:
     """The driver JVM's options: UTC, the collector, the compiler for the batch's size, and the
     class archive when one sits beside the jars; the user's own options last (they win).
 
@@ -84,7 +101,7 @@ def driver_java_options(settings: Settings, small_batch: bool = False) -> str:
     options = ["-Duser.timezone=UTC"]
     if not re.search(r"-XX:\+Use\w+GC\b", settings.spark_driver_java_options):
         options.append(COLLECTOR)
-    if quick_jit(settings, small_batch):
+    if quick_jit(settings, size):
         options += QUICK_JIT
     archive = Path(settings.jars_dir) / CLASS_ARCHIVE if settings.jars_dir else None
     if archive is not None and archive.is_file():
@@ -116,8 +133,8 @@ def s3a_options(settings: Settings) -> dict[str, str]:
     return options
 
 
-def build_spark(settings: Settings, app_name: str, small_batch: bool = False) -> SparkSession:
-    """A SparkSession for a job: Delta, S3A, UTC, ANSI, quiet logs; ``small_batch`` picks the
+def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None) -> SparkSession:
+    """A SparkSession for a job: Delta, S3A, UTC, ANSI, quiet logs; the batch's ``size`` picks the
     driver's compiler (:func:`quick_jit`) when this process starts the JVM.
 
     Raises:
@@ -158,14 +175,14 @@ def build_spark(settings: Settings, app_name: str, small_batch: bool = False) ->
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", driver_java_options(settings, small_batch))
+        .config("spark.driver.extraJavaOptions", driver_java_options(settings, size))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
     if starts_jvm:
         log.info(
             "driver JVM compiler: %s",
-            "quick (client only)" if quick_jit(settings, small_batch) else "full (tiered)",
+            "quick (client only)" if quick_jit(settings, size) else "full (tiered)",
         )
     jvm = spark.sparkContext._jvm  # py4j view of the driver JVM
     if jvm is not None and not jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION):

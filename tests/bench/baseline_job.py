@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from common.contracts import load_contracts
 from common.errors import ConfigurationError
 from common.io.manifest import input_bytes, resolve_batch
-from common.io.spark import QUICK_JIT_MAX_BYTES, build_spark
+from common.io.spark import BatchSize, build_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from tests.bench.baseline import run_baseline
@@ -29,9 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     # the same engine as validate's, down to the driver's compiler for the batch's size
-    spark = build_spark(
-        settings, "ecom-baseline", small_batch=input_bytes(batch, settings) <= QUICK_JIT_MAX_BYTES
-    )
+    spark = build_spark(settings, "ecom-baseline", BatchSize(input_bytes=input_bytes(batch, settings)))
     try:
         written = run_baseline(spark, settings, batch, load_contracts())
     finally:
