@@ -127,7 +127,7 @@ def publish_transform(
             if storage.exists(samples_uri, settings)
             else {}
         )
-        kpis = KpiView(**written)
+        kpis = KpiView(written.get("order_daily", []), written.get("category_daily", []))
         html = render_batch_report(validation, samples, transform, kpis, result_uri=validation_uri)
         storage.write_text(uri, html, settings, content_type="text/html; charset=utf-8")
         runs.record_run(spark, lake.runs(), _run_row(transform, "transform", transform_uri, uri))
