@@ -19,14 +19,14 @@ from pyspark.sql import SparkSession
 from common.contracts import load_contracts
 from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
-from common.io.manifest import input_bytes, resolve_batch
+from common.io.manifest import resolve_batch
 from common.io.results import BatchStatus, ValidationResult, write_result
 from common.io.spark import BatchSize, build_spark
 from common.logs import configure_logging
 from common.settings import Settings, load_settings
 from common.usecases.report import format_validation
 from common.usecases.reporting import publish_validation
-from common.usecases.validate_batch import run_validation
+from common.usecases.validate_batch import checked_bytes, inspect_batch, run_validation
 
 log = logging.getLogger("jobs.validate")
 
@@ -83,10 +83,11 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     samples: dict[str, list[dict[str, Any]]] = {}
     report: str | None = None
     try:
-        session = session or build_spark(
-            settings, "ecom-validate", BatchSize(input_bytes=input_bytes(batch, settings))
-        )
-        run_validation(session, settings, batch, contracts, processing_date, result, samples)
+        # The headers first (each file's first bytes, and its size): they size the batch for the JVM.
+        inspected = inspect_batch(batch, contracts, settings)
+        size = BatchSize(input_bytes=checked_bytes(inspected))
+        session = session or build_spark(settings, "ecom-validate", size)
+        run_validation(session, settings, batch, contracts, processing_date, result, samples, inspected)
         result.finished_at = _now()
         result.duration_seconds = round(time.monotonic() - clock, 3)
         write_result(result, result_uri, settings)

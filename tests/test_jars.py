@@ -110,8 +110,9 @@ def test_each_job_sizes_its_batch_before_the_jvm_starts(
 
     chosen = _choices(monkeypatch, validate, transform, run)
     files = [tmp_path / "p.csv", tmp_path / "o.csv"]
-    files[0].write_bytes(b"id,name\n1,a\n")  # 12 bytes
-    files[1].write_bytes(b"order_id\n7\n")  # 11 bytes
+    files[0].write_bytes(b"id,name\n1,a\n")  # 12 bytes, not the products' columns
+    header = b"order_id,user_id,status,created_at,returned_at,shipped_at,delivered_at,num_of_item\n"
+    files[1].write_bytes(header + b"7,1,complete,2025-01-01 00:00:00,,,,1\n")  # 83 + 38 bytes
     lake = tmp_path / "lake"
     args = [
         "--batch-id",
@@ -125,7 +126,9 @@ def test_each_job_sizes_its_batch_before_the_jvm_starts(
     ]
     assert validate.main(args) == validate.EXIT_CONFIG
     assert run.main(args) == run.EXIT_CONFIG
-    assert chosen == [("ecom-validate", BatchSize(input_bytes=23)), ("ecom-run", BatchSize(input_bytes=23))]
+    # validate sizes the files its header checks can use (no second look at each file); jobs.run,
+    # before validate runs inside it, every listed file
+    assert chosen == [("ecom-validate", BatchSize(input_bytes=121)), ("ecom-run", BatchSize(input_bytes=133))]
     validation = ValidationResult(
         batch_id="b1",
         status=BatchStatus.SUCCEEDED,

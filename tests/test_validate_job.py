@@ -574,3 +574,35 @@ def test_datasets_are_validated_in_waves_parents_before_children() -> None:
     """products and orders reference nothing in the batch: validated side by side; order_items
     references both, so it waits for them (its foreign keys read their results)."""
     assert waves(load_contracts()) == [["products", "orders"], ["order_items"]]
+
+
+def test_each_raw_file_is_looked_at_once_before_spark_reads_it(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its header check (first bytes) also gives its size, which sizes the batch for the JVM."""
+    from common.io import storage
+    from jobs import validate
+
+    generate_batch(tmp_path / "in", GeneratorConfig(items=200, parts=2))
+    files = json.loads((tmp_path / "in" / "manifest.json").read_text())["files"]
+    raw = [uri for uris in files.values() for uri in uris]
+    looks: dict[str, int] = dict.fromkeys(raw, 0)
+    size, read_head = storage.size, storage.read_head
+
+    def sized(uri: str, settings: Any) -> int | None:
+        looks[uri] = looks.get(uri, 0) + 1
+        return size(uri, settings)
+
+    def headed(uri: str, limit: int, settings: Any) -> tuple[bytes, int]:
+        looks[uri] = looks.get(uri, 0) + 1
+        return read_head(uri, limit, settings)
+
+    monkeypatch.setattr(storage, "size", sized)
+    monkeypatch.setattr(storage, "read_head", headed)
+    # the job builds "its" session: the suite's, which it must not stop
+    monkeypatch.setattr(validate, "build_spark", lambda *_: spark)
+    monkeypatch.setattr(spark, "stop", lambda: None)
+    manifest = str(tmp_path / "in" / "manifest.json")
+    argv = ["--lake-root", str(tmp_path / "lake"), "--manifest", manifest, "--quarantine-threshold", "0.5"]
+    assert validate.main(argv) == validate.EXIT_OK
+    assert len(raw) >= 3 and {uri: looks[uri] for uri in raw} == dict.fromkeys(raw, 1)

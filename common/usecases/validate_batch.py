@@ -64,6 +64,7 @@ class _Context:
     lake: Lake
     annotated: dict[str, DataFrame] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] | None = None  # quarantined rows for the report
+    inspected: dict[tuple[str, str], FileCheck] = field(default_factory=dict)  # from inspect_batch
 
     def release(self) -> None:
         for frame in self.annotated.values():
@@ -71,24 +72,63 @@ class _Context:
         self.annotated.clear()
 
 
+FileCheck = CheckedFile | InputFileError  # a file's header check: usable, or why not
+
+
+def _inspect(uri: str, contract: Contract, settings: Settings, contracts: dict[str, Contract]) -> FileCheck:
+    others = [c for c in contracts.values() if c.dataset != contract.dataset]
+    try:
+        return inspect_file(uri, contract, settings, others)
+    except InputFileError as exc:
+        return exc
+
+
+def inspect_batch(
+    batch: Batch, contracts: dict[str, Contract], settings: Settings
+) -> dict[tuple[str, str], FileCheck]:
+    """Every listed file's header checked against its dataset's contract, by (dataset, URI): the
+    first bytes of each file and no Spark, so a job can size its batch from them (and each file's
+    size is fetched once) before the JVM starts.
+
+    Raises:
+        StorageError: a file cannot be read.
+    """
+    return {
+        (name, uri): _inspect(uri, contracts[name], settings, contracts)
+        for name, uris in batch.files.items()
+        if name in contracts
+        for uri in uris
+    }
+
+
+def checked_bytes(checks: dict[tuple[str, str], FileCheck]) -> int:
+    """The usable files' bytes (a missing or unusable file counts 0: validating it says so)."""
+    return sum(c.size for c in checks.values() if isinstance(c, CheckedFile))
+
+
 def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: DatasetResult) -> list[CheckedFile]:
-    """Check every file's header; record each file's problem (all of them, not just the first)."""
+    """Check every file's header (or take the check :func:`inspect_batch` made); record each
+    file's problem (all of them, not just the first)."""
     checked: list[CheckedFile] = []
-    others = [c for c in ctx.contracts.values() if c.dataset != contract.dataset]
     for uri in uris:
         file_result = FileResult(uri=uri)
         ds.files.append(file_result)
-        try:
-            item = inspect_file(uri, contract, ctx.settings, others)
-            if not item.has_rows and not ctx.settings.allow_empty_files:
-                raise InputFileError(
-                    uri,
-                    "file has a header but no data rows: expected at least one row "
-                    "(set ECOM_ALLOW_EMPTY_FILES=true to accept empty parts)",
-                )
+        key = (contract.dataset, uri)
+        item = (
+            ctx.inspected[key]
+            if key in ctx.inspected
+            else _inspect(uri, contract, ctx.settings, ctx.contracts)
+        )
+        if isinstance(item, CheckedFile) and not item.has_rows and not ctx.settings.allow_empty_files:
+            item = InputFileError(
+                uri,
+                "file has a header but no data rows: expected at least one row "
+                "(set ECOM_ALLOW_EMPTY_FILES=true to accept empty parts)",
+            )
+        if isinstance(item, InputFileError):
+            _record(ds, file_result, item)
+        else:
             checked.append(item)
-        except InputFileError as exc:
-            _record(ds, file_result, exc)
     return checked
 
 
@@ -283,9 +323,12 @@ def run_validation(
     processing_date: dt.date,
     result: ValidationResult,
     samples: dict[str, list[dict[str, Any]]] | None = None,
+    inspected: dict[tuple[str, str], FileCheck] | None = None,
 ) -> ValidationResult:
     """Validate ``batch`` and publish its outputs; fills and returns ``result`` (and ``samples``,
     when given: up to :data:`SAMPLE_PER_RULE` quarantined rows per failing rule, for the report).
+    ``inspected``: the header checks :func:`inspect_batch` made already (files not in it are
+    checked here).
 
     Raises:
         ContractError: a rule's condition does not compile or is not a boolean.
@@ -296,7 +339,17 @@ def run_validation(
     """
     check_rules(spark, settings, contracts)
     lake = Lake(settings.lake_root)
-    ctx = _Context(spark, settings, batch, contracts, processing_date, result, lake, samples=samples)
+    ctx = _Context(
+        spark,
+        settings,
+        batch,
+        contracts,
+        processing_date,
+        result,
+        lake,
+        samples=samples,
+        inspected=inspected or {},
+    )
     for name in DATASETS:
         result.rule_descriptions.update(contracts[name].rule_descriptions())
         result.datasets[name] = DatasetResult()
