@@ -64,7 +64,7 @@ class _Context:
     lake: Lake
     annotated: dict[str, DataFrame] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] | None = None  # quarantined rows for the report
-    inspected: dict[tuple[str, str], FileCheck] = field(default_factory=dict)  # from inspect_batch
+    inspected: dict[tuple[str, str], FileCheck] = field(default_factory=dict)  # inspect_batch's
 
     def release(self) -> None:
         for frame in self.annotated.values():
@@ -107,18 +107,13 @@ def checked_bytes(checks: dict[tuple[str, str], FileCheck]) -> int:
 
 
 def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: DatasetResult) -> list[CheckedFile]:
-    """Check every file's header (or take the check :func:`inspect_batch` made); record each
-    file's problem (all of them, not just the first)."""
+    """Take every file's header check (:func:`inspect_batch`); record each file's problem (all of
+    them, not just the first)."""
     checked: list[CheckedFile] = []
     for uri in uris:
         file_result = FileResult(uri=uri)
         ds.files.append(file_result)
-        key = (contract.dataset, uri)
-        item = (
-            ctx.inspected[key]
-            if key in ctx.inspected
-            else _inspect(uri, contract, ctx.settings, ctx.contracts)
-        )
+        item = ctx.inspected[(contract.dataset, uri)]
         if isinstance(item, CheckedFile) and not item.has_rows and not ctx.settings.allow_empty_files:
             item = InputFileError(
                 uri,
@@ -327,8 +322,7 @@ def run_validation(
 ) -> ValidationResult:
     """Validate ``batch`` and publish its outputs; fills and returns ``result`` (and ``samples``,
     when given: up to :data:`SAMPLE_PER_RULE` quarantined rows per failing rule, for the report).
-    ``inspected``: the header checks :func:`inspect_batch` made already (files not in it are
-    checked here).
+    ``inspected``: the header checks :func:`inspect_batch` made already (made here when not given).
 
     Raises:
         ContractError: a rule's condition does not compile or is not a boolean.
@@ -348,7 +342,7 @@ def run_validation(
         result,
         lake,
         samples=samples,
-        inspected=inspected or {},
+        inspected=inspect_batch(batch, contracts, settings) if inspected is None else inspected,
     )
     for name in DATASETS:
         result.rule_descriptions.update(contracts[name].rule_descriptions())
