@@ -213,16 +213,6 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     ds.rule_counts = dict(sorted(stats.rule_counts.items()))
     ds.warning_counts = dict(sorted(stats.warning_counts.items()))
     ds.rows_with_warnings = stats.rows_with_warnings
-    if ctx.samples is not None and ds.rows_quarantined:
-        sampling = time.monotonic()
-        frame = tables.quarantine_samples(annotated, contract, SAMPLE_PER_RULE)
-        ctx.samples[name] = [row.asDict() for row in frame.collect()]
-        log.info(
-            "%s: %d sample rows for the report in %.1fs",
-            name,
-            len(ctx.samples[name]),
-            time.monotonic() - sampling,
-        )
     accounted = ds.rows_valid + ds.rows_quarantined + ds.duplicates_collapsed
     if accounted != ds.rows_read:
         raise AccountingError(
@@ -257,44 +247,68 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
 
 
 def _publish(ctx: _Context, lease: LeaseCheck) -> None:
-    """Each dataset's tables, wave by wave like the validation: a wave's datasets at once
-    (different tables; one batch tag), and a child only once its parents are published, so a
-    reader never sees items whose orders are not there yet."""
+    """Each dataset's tables, wave by wave like the validation: a wave's tables at once (a
+    dataset's validated and quarantine tables too: different tables, one batch tag), and a child
+    only once its parents are published, so a reader never sees items whose orders are not there
+    yet."""
     with delta.tagged(ctx.spark, ctx.batch.batch_id):
         for group in waves(ctx.contracts):
             names = [name for name in group if name in ctx.annotated]
-            run_side_by_side([partial(_publish_dataset, ctx, lease, name) for name in names], "publish")
+            writes = [
+                partial(_publish_validated, ctx, lease, name) for name in names if _publishes_valid(ctx, name)
+            ]
+            writes += [partial(_publish_quarantine, ctx, lease, name) for name in names]
+            # The report's samples come from the same kept rows, meanwhile (nothing waits for them).
+            writes += [partial(_sample, ctx, name) for name in names]
+            run_side_by_side(writes, "publish")
 
 
-def _publish_dataset(ctx: _Context, lease: LeaseCheck, name: str) -> None:
-    passed = ctx.result.status is BatchStatus.SUCCEEDED
-    batch_id = ctx.batch.batch_id
-    annotated = ctx.annotated[name]
-    ds = ctx.result.datasets[name]
-    contract = ctx.contracts[name]
+def _sample(ctx: _Context, name: str) -> None:
+    """Up to :data:`SAMPLE_PER_RULE` quarantined rows per failing rule, for the report."""
+    if ctx.samples is None or not ctx.result.datasets[name].rows_quarantined:
+        return
     clock = time.monotonic()
+    frame = tables.quarantine_samples(ctx.annotated[name], ctx.contracts[name], SAMPLE_PER_RULE)
+    ctx.samples[name] = [row.asDict() for row in frame.collect()]
+    log.info(
+        "%s: %d sample rows for the report in %.1fs", name, len(ctx.samples[name]), time.monotonic() - clock
+    )
+
+
+def _publishes_valid(ctx: _Context, name: str) -> bool:
+    """Valid rows are published only when the whole batch passed (write-audit-publish)."""
+    return ctx.result.status is BatchStatus.SUCCEEDED and ctx.result.datasets[name].rows_valid > 0
+
+
+def _publish_validated(ctx: _Context, lease: LeaseCheck, name: str) -> None:
+    ds, contract, clock = ctx.result.datasets[name], ctx.contracts[name], time.monotonic()
     lease.check()
-    if passed and ds.rows_valid:
-        outcome = delta.upsert(
-            ctx.spark,
-            ctx.lake.validated(name),
-            delta.sized(tables.valid_rows(annotated, contract), ds.rows_valid),
-            tables.validated_schema(contract),
-            contract.primary_key,
-            UPDATE_WHEN,
-            batch_id,
-        )
-        ds.validated_table = outcome.as_dict()
+    outcome = delta.upsert(
+        ctx.spark,
+        ctx.lake.validated(name),
+        delta.sized(tables.valid_rows(ctx.annotated[name], contract), ds.rows_valid),
+        tables.validated_schema(contract),
+        contract.primary_key,
+        UPDATE_WHEN,
+        ctx.batch.batch_id,
+    )
+    ds.validated_table = outcome.as_dict()
+    log.info("%s: validated rows published in %.1fs", name, time.monotonic() - clock)
+
+
+def _publish_quarantine(ctx: _Context, lease: LeaseCheck, name: str) -> None:
+    ds, contract, clock = ctx.result.datasets[name], ctx.contracts[name], time.monotonic()
+    lease.check()
     outcome = delta.replace_where(
         ctx.spark,
         ctx.lake.quarantine(name),
-        delta.sized(tables.quarantined_rows(annotated, contract), ds.rows_quarantined),
+        delta.sized(tables.quarantined_rows(ctx.annotated[name], contract), ds.rows_quarantined),
         tables.quarantine_schema(contract),
-        f"{BATCH_ID} = {quote_literal(batch_id)}",
-        batch_id,
+        f"{BATCH_ID} = {quote_literal(ctx.batch.batch_id)}",
+        ctx.batch.batch_id,
     )
     ds.quarantine_table = outcome.as_dict()
-    log.info("%s: published in %.1fs", name, time.monotonic() - clock)
+    log.info("%s: quarantined rows published in %.1fs", name, time.monotonic() - clock)
 
 
 def check_rules(spark: SparkSession, settings: Settings, contracts: dict[str, Contract]) -> None:
