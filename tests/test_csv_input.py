@@ -10,8 +10,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from common.contracts import load_contract
+from common.contracts.columns import SOURCE_FILE
 from common.errors import ConfigurationError, InputFileError
-from common.io.csv_source import HEAD_BYTES, CheckedFile, check_header, count_rows, inspect_file
+from common.io.csv_source import HEAD_BYTES, CheckedFile, check_header, count_rows, inspect_file, read_raw
 from tests.conftest import make_settings, write_csv
 
 PRODUCTS = load_contract("products")
@@ -108,6 +109,26 @@ def test_data_lines_are_counted_apart_from_the_csv_parser(
     path = write_csv(tmp_path / "c d+e.csv", content)  # a space and a plus in the name survive
     checked = CheckedFile(path, tuple(PRODUCTS.column_names), has_rows=True)
     assert count_rows(spark, [checked], multiline=False, max_line_bytes=1 << 20)[0] == {path: rows}
+
+
+def test_each_row_names_the_file_it_came_from(spark: SparkSession, tmp_path: Path) -> None:
+    """Rows are traced to their file by the path Spark reported when the files were counted, and
+    by the decoded path for files not counted: both name the batch's URIs, awkward names too."""
+    ids = {"a b+c.csv": ["1", "2"], "d%e.csv": ["3"], "f.csv": ["4", "5", "6"]}
+    paths = {
+        write_csv(
+            tmp_path / name, HEADER + "\n" + "".join(ROW.replace("1,", f"{i},", 1) + "\n" for i in rows)
+        ): rows
+        for name, rows in ids.items()
+    }
+    files = [CheckedFile(p, tuple(PRODUCTS.column_names), has_rows=True) for p in paths]
+    counts, counted = count_rows(spark, files, multiline=False, max_line_bytes=1 << 20)
+    assert counts == {p: len(rows) for p, rows in paths.items()}
+    assert all(f.reported_path for f in counted)
+    for checked in (counted, files):
+        frame = read_raw(spark, checked, PRODUCTS, multiline=False)
+        got = sorted((r["id"], r[SOURCE_FILE]) for r in frame.collect())
+        assert got == sorted((i, p) for p, rows in paths.items() for i in rows)
 
 
 LIMIT = 2048

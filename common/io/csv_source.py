@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -38,6 +40,7 @@ _ARCHIVES = {  # magic bytes of compressed files that reach us as "CSV"
 }
 _LINE_MAX_LENGTH = "mapreduce.input.linerecordreader.line.maxlength"
 _MAX_ECHO = 200  # never keep more than this many characters of a header as an excerpt
+_REPORTED = "reported_path"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class CheckedFile:
     multiline: bool = False  # holds a quoted field spanning lines (found by count_rows)
     size: int = 0  # bytes
     long_line_bytes: int = 0  # bytes in lines longer than the limit (found by count_rows): refused
+    reported_path: str | None = None  # how Spark names the file in its rows (found by count_rows)
 
     def too_long_message(self, limit: int) -> str:
         return (
@@ -174,16 +178,31 @@ def inspect_file(
     return check_header(uri, head, size, contract, settings.extra_columns, others)
 
 
-def _file_uri_column(files: list[CheckedFile]) -> Column:
-    """The URI each row came from, as the batch names it.
+def _decoded_path(path: Column) -> Column:
+    """Spark reports ``file:/a%20b.csv`` for the local ``/a b.csv`` and percent-encodes S3 keys:
+    its path decoded (a literal ``+`` kept)."""
+    stripped = F.regexp_replace(path, r"^file:(//)?", "")
+    return F.url_decode(F.regexp_replace(stripped, r"\+", "%2B"))
 
-    Spark reports ``file:/a%20b.csv`` for the local ``/a b.csv`` and percent-encodes S3 keys, so its
-    path is decoded (a literal ``+`` kept) before it is looked up.
-    """
+
+def _uri_of(reported: str, files: list[CheckedFile]) -> str:
+    """The URI of a file Spark reported as ``reported`` (:func:`_decoded_path`, in Python)."""
+    decoded = unquote(re.sub(r"^file:(//)?", "", reported))
+    return next((f.uri for f in files if f.spark_path == decoded), decoded)
+
+
+def _file_uri_column(files: list[CheckedFile]) -> Column:
+    """The URI each row came from, as the batch names it: looked up by the very path Spark
+    reports when :func:`count_rows` saw it (a cheap lookup per row), else by the decoded path."""
+    reported = F.col("_metadata.file_path")
+    decoded = _decoded_path(reported)
     by_path = F.create_map(*[F.lit(x) for f in files for x in (f.spark_path, f.uri)])
-    path = F.regexp_replace(F.col("_metadata.file_path"), r"^file:(//)?", "")
-    decoded = F.url_decode(F.regexp_replace(path, r"\+", "%2B"))
-    return F.coalesce(by_path[decoded], decoded)
+    by_decoded = F.coalesce(by_path[decoded], decoded)
+    seen = [f for f in files if f.reported_path is not None]
+    if not seen:
+        return by_decoded
+    by_reported = F.create_map(*[F.lit(x) for f in seen for x in (f.reported_path, f.uri)])
+    return F.coalesce(by_reported[reported], by_decoded)
 
 
 def count_rows(
@@ -204,18 +223,20 @@ def count_rows(
     is found exactly, by the bytes of the file its lines do not account for. (Spark's CSV reader
     also ends a line at a lone carriage return: files holding one are counted again its way.)
     """
-    tallies = _tally_lines(spark, files, max_line_bytes, lf_only=True)
+    tallied = _tally_lines(spark, files, max_line_bytes, lf_only=True)
+    tallies = {uri: t.counts for uri, t in tallied.items()}
     lone_cr = [f for f in files if f.uri in tallies and tallies[f.uri]["lone_cr"]]
     if lone_cr:
         for uri, recount in _tally_lines(spark, lone_cr, max_line_bytes, lf_only=False).items():
-            tallies[uri] = {**tallies[uri], "lines": recount["lines"], "odd": recount["odd"]}
+            tallies[uri] = {**tallies[uri], "lines": recount.counts["lines"], "odd": recount.counts["odd"]}
     marked = []
     for checked in files:
         row = tallies.get(checked.uri)
         # Every line of a file was skipped when it has no row (its size is all in long lines).
         long_bytes = checked.size if row is None else _long_line_bytes(row)
         spans = multiline or bool(row and row["odd"])
-        marked.append(replace(checked, multiline=spans, long_line_bytes=long_bytes))
+        reported = tallied[checked.uri].reported if checked.uri in tallied else None
+        marked.append(replace(checked, multiline=spans, long_line_bytes=long_bytes, reported_path=reported))
     # Every file has a header line (checked before), which is not a row.
     counts = {uri: int(row["lines"]) - 1 for uri, row in tallies.items()}
     readable = [f for f in marked if f.multiline and not f.long_line_bytes]
@@ -225,9 +246,14 @@ def count_rows(
     return counts, marked
 
 
+class _Tally(NamedTuple):
+    reported: str  # the file's path as Spark reports it
+    counts: dict[str, int]
+
+
 def _tally_lines(
     spark: SparkSession, files: list[CheckedFile], max_line_bytes: int, lf_only: bool
-) -> dict[str, dict[str, int]]:
+) -> dict[str, _Tally]:
     """Per file: lines, non-blank lines, lines with an odd number of quotes, bytes in lines and
     in over-long lines, lines holding a lone carriage return, and the file's size."""
     reader = spark.read.option(_LINE_MAX_LENGTH, str(max_line_bytes + 3))
@@ -243,7 +269,8 @@ def _tally_lines(
     lone_cr = (cr_at > 0) & (cr_at < F.length(value))
     counted = (
         reader.text([f.spark_path for f in files])
-        .groupBy(_file_uri_column(files).alias(SOURCE_FILE))
+        # Grouped by the path as Spark reports it: mapped to the batch's URI once per file, below.
+        .groupBy(F.col("_metadata.file_path").alias(_REPORTED))
         .agg(
             F.count(F.lit(1)).alias("all"),
             F.sum((~blank).cast("int")).alias("lines"),
@@ -256,7 +283,10 @@ def _tally_lines(
         .collect()
     )
     return {
-        row[SOURCE_FILE]: {k: int(row[k] or 0) for k in row.asDict() if k != SOURCE_FILE} for row in counted
+        _uri_of(row[_REPORTED], files): _Tally(
+            row[_REPORTED], {k: int(row[k] or 0) for k in row.asDict() if k != _REPORTED}
+        )
+        for row in counted
     }
 
 
