@@ -6,7 +6,8 @@ its first bytes -> count rows read (Spark, apart from the plan) -> one Spark pla
 every rule, kept (persisted) for what follows -> tallies in one aggregation and the row-accounting
 check. Then, only if the whole batch passed, valid rows are merged into
 ``<lake>/validated/<dataset>`` (write-audit-publish); quarantined rows always replace this
-batch's rows in ``<lake>/quarantine/<dataset>``. Spark reads the raw files and writes the tables
+batch's rows in ``<lake>/quarantine/<dataset>``; wave by wave again, a wave's tables (and the
+report's samples) side by side. Spark reads the raw files and writes the tables
 itself, locally or on S3, so the same job scales out on a cluster.
 """
 
