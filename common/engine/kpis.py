@@ -177,25 +177,22 @@ def touched_dates(
         old_orders: ``order_id, created_at`` as before the batch's first write, or None.
         old_items: ``id, order_id`` as before the batch's first write, or None.
     """
-    dated = with_order_date(orders).select("order_id", "order_date")
     in_batch = F.col("_batch_id") == F.lit(batch_id)
     changed_orders = orders.where(in_batch).select("order_id")
     changed_items = items.where(in_batch).select("id", "order_id")
-
-    def dates_of(order_ids: DataFrame) -> DataFrame:
-        return order_ids.join(dated, "order_id").select("order_date")
-
-    parts = [dates_of(changed_orders), dates_of(changed_items.select("order_id"))]
-    if old_orders is not None:
-        moved = old_orders.join(changed_orders, "order_id", "left_semi")
-        parts.append(with_order_date(moved).select("order_date"))
+    # Every order whose date is touched, by id: one lookup of their dates (a semi-join) for all.
+    order_ids = [changed_orders, changed_items.select("order_id")]
     if old_items is not None:
-        before = old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id")
-        parts.append(dates_of(before))
+        order_ids.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
     if products is not None:
         changed_products = products.where(in_batch).select(F.col("id").alias("product_id"))
-        parts.append(dates_of(items.join(changed_products, "product_id", "left_semi").select("order_id")))
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
+        order_ids.append(items.join(changed_products, "product_id", "left_semi").select("order_id"))
+    touched = order_ids[0]
+    for ids in order_ids[1:]:
+        touched = touched.unionByName(ids)
+    dated = with_order_date(orders).select("order_id", "order_date")
+    result = dated.join(touched, "order_id", "left_semi").select("order_date")
+    if old_orders is not None:
+        moved = old_orders.join(changed_orders, "order_id", "left_semi")
+        result = result.unionByName(with_order_date(moved).select("order_date"))
     return result.where(F.col("order_date").isNotNull()).distinct()
