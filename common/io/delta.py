@@ -287,15 +287,19 @@ def _append(
 
 def append(
     spark: SparkSession, uri: str, data: DataFrame, schema: T.StructType, batch_id: str | None
-) -> WriteOutcome:
-    """Append ``data`` to the table at ``uri`` (created from ``schema`` first if needed).
+) -> None:
+    """Append ``data`` to the table at ``uri`` (created from ``schema`` first if needed), with no
+    read of the commit back (the caller needs no version or metrics: the run ledger).
 
     Raises:
         StorageError: the table cannot be created or the write cannot be committed.
     """
-    table = ensure_table(spark, uri, schema)
-    previous, _ = _head(table)
-    return _append(spark, uri, table, data, batch_id, previous)
+    ensure_table(spark, uri, schema)
+    try:
+        with tagged(spark, batch_id):
+            data.write.format("delta").mode("append").save(spark_path(uri))
+    except _ERRORS as exc:
+        raise StorageError(f"cannot append to Delta table {uri}: {exc}") from exc
 
 
 def replace_where(
