@@ -273,12 +273,20 @@ def upsert(
     )
 
 
+def _write_append(spark: SparkSession, uri: str, data: DataFrame, batch_id: str | None) -> None:
+    """Append ``data`` to the existing table at ``uri`` in one commit tagged with ``batch_id``."""
+    try:
+        with tagged(spark, batch_id):
+            data.write.format("delta").mode("append").save(spark_path(uri))
+    except _ERRORS as exc:
+        raise StorageError(f"cannot append to Delta table {uri}: {exc}") from exc
+
+
 def _append(
     spark: SparkSession, uri: str, table: DeltaTable, source: DataFrame, batch_id: str | None, previous: int
 ) -> WriteOutcome:
+    _write_append(spark, uri, source, batch_id)
     try:
-        with tagged(spark, batch_id):
-            source.write.format("delta").mode("append").save(spark_path(uri))
         version, metrics = _last_commit(table)
     except _ERRORS as exc:
         raise StorageError(f"cannot append to Delta table {uri}: {exc}") from exc
@@ -295,11 +303,7 @@ def append(
         StorageError: the table cannot be created or the write cannot be committed.
     """
     ensure_table(spark, uri, schema)
-    try:
-        with tagged(spark, batch_id):
-            data.write.format("delta").mode("append").save(spark_path(uri))
-    except _ERRORS as exc:
-        raise StorageError(f"cannot append to Delta table {uri}: {exc}") from exc
+    _write_append(spark, uri, data, batch_id)
 
 
 def replace_where(
