@@ -41,6 +41,7 @@ _ARCHIVES = {  # magic bytes of compressed files that reach us as "CSV"
 _LINE_MAX_LENGTH = "mapreduce.input.linerecordreader.line.maxlength"
 _MAX_ECHO = 200  # never keep more than this many characters of a header as an excerpt
 _REPORTED = "reported_path"
+_LOCAL_SCHEME = r"^file:(//)?"  # how Spark prefixes a local file's path; stripped before decoding
 
 
 @dataclass(frozen=True)
@@ -181,13 +182,13 @@ def inspect_file(
 def _decoded_path(path: Column) -> Column:
     """Spark reports ``file:/a%20b.csv`` for the local ``/a b.csv`` and percent-encodes S3 keys:
     its path decoded (a literal ``+`` kept)."""
-    stripped = F.regexp_replace(path, r"^file:(//)?", "")
+    stripped = F.regexp_replace(path, _LOCAL_SCHEME, "")
     return F.url_decode(F.regexp_replace(stripped, r"\+", "%2B"))
 
 
 def _uri_of(reported: str, files: list[CheckedFile]) -> str:
     """The URI of a file Spark reported as ``reported`` (:func:`_decoded_path`, in Python)."""
-    decoded = unquote(re.sub(r"^file:(//)?", "", reported))
+    decoded = unquote(re.sub(_LOCAL_SCHEME, "", reported))
     return next((f.uri for f in files if f.spark_path == decoded), decoded)
 
 
