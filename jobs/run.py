@@ -21,7 +21,7 @@ from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
 from common.io.manifest import input_bytes, resolve_batch
 from common.io.results import BatchStatus, read_result
-from common.io.spark import BatchSize, build_spark
+from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from jobs import transform, validate
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         return transform.main([*args, *more], spark=session)
     finally:
         if spark is None:  # only a session this call built
-            session.stop()
+            stop_spark(session)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from common.errors import ConfigurationError, PipelineError, ResultNotUsableError
 from common.io.lake import Lake
 from common.io.results import BatchStatus, TransformResult, read_result, write_result
-from common.io.spark import BatchSize, build_spark
+from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.report import format_transform
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             written = {o.table: o.data for o in outcome.outputs} if outcome else {}
             report = publish_transform(session, settings, validation, result, written, source, result_uri)
         if spark is None and session is not None:
-            session.stop()
+            stop_spark(session)
     if result.status is not BatchStatus.SUCCEEDED:
         return failure_code
     for note in result.notes:

@@ -21,7 +21,7 @@ from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
 from common.io.manifest import resolve_batch
 from common.io.results import BatchStatus, ValidationResult, write_result
-from common.io.spark import BatchSize, build_spark
+from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import Settings, load_settings
 from common.usecases.report import format_validation
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         return EXIT_INTERNAL
     finally:
         if spark is None and session is not None:  # only a session this call built
-            session.stop()
+            stop_spark(session)
     print(format_validation(result))
     if report:
         print(f"Report: {report}")

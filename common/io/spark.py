@@ -192,3 +192,19 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
             "...` (written by `make install`), or pass the jars with --jars"
         )
     return spark
+
+
+def stop_spark(spark: SparkSession) -> None:
+    """Stop a session this process built, as its last Spark call (the process then exits).
+
+    ``SparkSession.stop`` stops the JVM's context (~0.1 s) and then shuts pyspark's accumulator
+    server down, waiting for its request handler, which polls in 1-second steps: 0.83-0.86 s of
+    every job spent waiting (measured three times, 27k-item transform). The jobs use no
+    accumulators, so the server is only told to end: its daemon thread ends with the process.
+    """
+    context = spark.sparkContext
+    server = getattr(context, "_accumulatorServer", None)
+    if server is not None:
+        context._accumulatorServer = None  # type: ignore[assignment]
+        server.server_shutdown = True  # the handler's poll loop ends at its next turn
+    spark.stop()

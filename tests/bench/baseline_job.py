@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from common.contracts import load_contracts
 from common.errors import ConfigurationError
 from common.io.manifest import input_bytes, resolve_batch
-from common.io.spark import BatchSize, build_spark
+from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from tests.bench.baseline import run_baseline
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         written = run_baseline(spark, settings, batch, load_contracts())
     finally:
-        spark.stop()
+        stop_spark(spark)
     print(json.dumps({"rows_written": written}))
     return 0
 
