@@ -18,6 +18,7 @@ ORDERS = [
     (4, 12, "shipped", dt.datetime(2025, 3, 2, 0, 10)),
     (5, 13, "complete", dt.datetime(2025, 3, 3, 9, 0)),
     (6, 14, "complete", dt.datetime(2025, 3, 3, 9, 5)),
+    (7, 15, "cancelled", dt.datetime(2025, 3, 4, 12, 0)),  # the only order of its date, no items
 ]
 ITEMS = [
     # id, order_id, product_id, status, sale_price
@@ -43,7 +44,7 @@ def _frames(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame]:
 
 def test_order_daily_matches_hand_computed_values(spark: SparkSession) -> None:
     orders, items, _ = _frames(spark)
-    got = kpis.order_daily(orders, items)
+    got = kpis.order_daily(orders, kpis.order_lines(orders, items))
     expected = spark.createDataFrame(
         [
             # 3 orders; 10+5.25+20+3.33; net excludes returned; 1 of 3 returned; users 10, 11; 38.58/3
@@ -51,6 +52,8 @@ def test_order_daily_matches_hand_computed_values(spark: SparkSession) -> None:
             (dt.date(2025, 3, 2), 1, D("7.77"), D("7.77"), 1, D("0.0000"), 1, D("7.77")),
             # 0.25 / 2 = 0.125 -> 0.12 half-even (half-up would say 0.13)
             (dt.date(2025, 3, 3), 2, D("0.25"), D("0.25"), 2, D("0.0000"), 2, D("0.12")),
+            # an order but nothing sold: zeros, not nulls
+            (dt.date(2025, 3, 4), 1, D("0.00"), D("0.00"), 0, D("0.0000"), 1, D("0.00")),
         ],
         got.schema,
     )
@@ -59,7 +62,7 @@ def test_order_daily_matches_hand_computed_values(spark: SparkSession) -> None:
 
 def test_category_daily_matches_hand_computed_values(spark: SparkSession) -> None:
     orders, items, products = _frames(spark)
-    got = kpis.category_daily(orders, items, products)
+    got = kpis.category_daily(kpis.order_lines(orders, items), products)
     expected = spark.createDataFrame(
         [
             # Jeans on 03-01: items 11 (10.00) and 21 (20.00, returned), orders 1 and 2
@@ -76,7 +79,11 @@ def test_category_daily_matches_hand_computed_values(spark: SparkSession) -> Non
 def test_an_item_belongs_to_its_orders_date(spark: SparkSession) -> None:
     # order 2 was created 23:30 on 03-01; an item created after midnight still counts on 03-01
     orders, items, _ = _frames(spark)
-    row = kpis.order_daily(orders, items).where("order_date = '2025-03-01'").collect()[0]
+    row = (
+        kpis.order_daily(orders, kpis.order_lines(orders, items))
+        .where("order_date = '2025-03-01'")
+        .collect()[0]
+    )
     assert row["total_items_sold"] == 4
 
 

@@ -87,26 +87,50 @@ def with_order_date(orders: DataFrame) -> DataFrame:
     return orders.withColumn("order_date", F.to_date(F.col("created_at")))
 
 
-def order_daily(orders: DataFrame, items: DataFrame) -> DataFrame:
-    """One row per order date.
+def order_lines(orders: DataFrame, items: DataFrame) -> DataFrame:
+    """Each item with its order's date: the one join of items with orders that both KPI tables
+    aggregate (an item whose order is not in ``orders`` is left out).
+
+    Args:
+        orders: ``order_id, order_date``.
+        items: ``order_id, product_id, status, sale_price``.
+
+    Returns:
+        ``order_id, product_id, status, sale_price, order_date``.
+    """
+    return items.select("order_id", "product_id", "status", "sale_price").join(
+        orders.select("order_id", "order_date"), "order_id"
+    )
+
+
+def _sold(status: Column, price: Column) -> tuple[Column, Column, Column]:
+    """Revenue, net revenue (null when every item was returned or cancelled) and items, summed."""
+    net = F.sum(F.when(~status.isin(NOT_NET_STATUSES), price))
+    return F.sum(price).alias("revenue"), net.alias("net"), F.count(F.lit(1)).alias("items")
+
+
+def order_daily(orders: DataFrame, lines: DataFrame) -> DataFrame:
+    """One row per order date: order counts from the orders, sales from their items' lines.
 
     Args:
         orders: ``order_id, user_id, status, order_date``.
-        items: ``order_id, status, sale_price``.
+        lines: :func:`order_lines` of the same orders.
     """
-    per_order = items.groupBy("order_id").agg(
-        F.sum("sale_price").alias("revenue"),
-        F.sum(F.when(~F.col("status").isin(NOT_NET_STATUSES), F.col("sale_price"))).alias("net"),
-        F.count(F.lit(1)).alias("items"),
-    )
-    joined = orders.join(per_order, "order_id", "left")
-    daily = joined.groupBy("order_date").agg(
+    per_date = orders.groupBy("order_date").agg(
         F.count(F.lit(1)).alias("total_orders"),
-        F.coalesce(F.sum("revenue"), F.lit(0)).alias("revenue"),
-        F.coalesce(F.sum("net"), F.lit(0)).alias("net"),
-        F.coalesce(F.sum("items"), F.lit(0)).alias("total_items_sold"),
         F.sum(F.when(F.col("status") == "returned", 1).otherwise(0)).alias("returned_orders"),
         F.countDistinct("user_id").alias("unique_customers"),
+    )
+    sold = lines.groupBy("order_date").agg(*_sold(F.col("status"), F.col("sale_price")))
+    daily = per_date.join(sold, "order_date", "left").select(
+        "order_date",
+        "total_orders",
+        "returned_orders",
+        "unique_customers",
+        # a date whose orders have no items sold nothing
+        F.coalesce(F.col("revenue"), F.lit(0)).alias("revenue"),
+        F.coalesce(F.col("net"), F.lit(0)).alias("net"),
+        F.coalesce(F.col("items"), F.lit(0)).alias("total_items_sold"),
     )
     return daily.select(
         "order_date",
@@ -120,22 +144,17 @@ def order_daily(orders: DataFrame, items: DataFrame) -> DataFrame:
     )
 
 
-def category_daily(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
-    """One row per (category, order date).
+def category_daily(lines: DataFrame, products: DataFrame) -> DataFrame:
+    """One row per (category, order date): lines whose product is known.
 
     Args:
-        orders: ``order_id, order_date``.
-        items: ``order_id, product_id, status, sale_price``.
+        lines: :func:`order_lines`.
         products: ``id, category``.
     """
-    lines = items.join(orders.select("order_id", "order_date"), "order_id").join(
-        products.select(F.col("id").alias("product_id"), "category"), "product_id"
-    )
-    daily = lines.groupBy("category", "order_date").agg(
-        F.sum("sale_price").alias("revenue"),
-        F.sum(F.when(~F.col("status").isin(NOT_NET_STATUSES), F.col("sale_price"))).alias("net"),
+    categorised = lines.join(products.select(F.col("id").alias("product_id"), "category"), "product_id")
+    daily = categorised.groupBy("category", "order_date").agg(
+        *_sold(F.col("status"), F.col("sale_price")),
         F.countDistinct("order_id").alias("orders"),
-        F.count(F.lit(1)).alias("items"),
         F.sum(F.when(F.col("status") == "returned", 1).otherwise(0)).alias("returned_items"),
     )
     return daily.select(

@@ -11,10 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -68,6 +71,16 @@ class _Validated:
         """The table as it was before ``batch_id`` first wrote to it (None if it created it)."""
         before = delta.version_before_batch(self.spark, self.lake.validated(dataset), batch_id)
         return None if before is None else self.read(dataset, columns, version=before)
+
+
+@contextmanager
+def _kept(frame: DataFrame) -> Iterator[None]:
+    """``frame`` persisted for the block: the queries run in it that contain it share it."""
+    frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield
+    finally:
+        frame.unpersist()
 
 
 def _date_list(dates: list[str]) -> str:
@@ -165,8 +178,9 @@ def _transform(
     # The (few) collected dates, not the plan that found them: it would be evaluated again.
     dates = spark.createDataFrame([(d,) for d in touched], "order_date date")
     dated = kpis.restrict_to_dates(kpis.with_order_date(orders), dates)
+    lines = kpis.order_lines(dated, items)
     stamp = {"batch_id": F.lit(batch_id), "computed_at": F.lit(computed_at.isoformat())}
-    order_frame = kpis.order_daily(dated, items).withColumns(stamp)
+    order_frame = kpis.order_daily(dated, lines).withColumns(stamp)
     if products is None:
         outcome.notes.append("no validated products yet: category KPIs skipped")
         frames = [
@@ -177,7 +191,7 @@ def _transform(
             )
         ]
     else:
-        category_frame = kpis.category_daily(dated, items, products).withColumns(stamp)
+        category_frame = kpis.category_daily(lines, products).withColumns(stamp)
         frames = [
             (
                 KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
@@ -202,8 +216,9 @@ def _transform(
             "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock
         )
 
-    # The outputs are independent tables: computed and written side by side, one batch tag.
-    with delta.tagged(spark, batch_id):
+    # The outputs are independent tables: computed and written side by side, one batch tag; both
+    # aggregate the same lines, kept meanwhile.
+    with delta.tagged(spark, batch_id), _kept(lines):
         run_side_by_side([partial(write, *entry) for entry in frames], "kpi")
     outcome.outputs.extend(output for output, _, _ in frames)
     written = {o.table for o in outcome.outputs}
