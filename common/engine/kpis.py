@@ -199,8 +199,11 @@ def touched_dates(
     in_batch = F.col("_batch_id") == F.lit(batch_id)
     changed_orders = orders.where(in_batch).select("order_id")
     changed_items = items.where(in_batch).select("id", "order_id")
-    # Every order whose date is touched, by id: one lookup of their dates (a semi-join) for all.
-    order_ids = [changed_orders, changed_items.select("order_id")]
+    # Orders touched through their items, by id, each id once: the lookup the orders are
+    # semi-joined with stays no bigger than the orders. The planner broadcasts it from the
+    # driver; with every item's order id in it, up to three times over (12M ids at 5M items),
+    # a second such query in one 2 GB driver failed ("Not enough memory to build and broadcast").
+    order_ids = [changed_items.select("order_id")]
     if old_items is not None:
         order_ids.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
     if products is not None:
@@ -209,8 +212,11 @@ def touched_dates(
     touched = order_ids[0]
     for ids in order_ids[1:]:
         touched = touched.unionByName(ids)
-    dated = with_order_date(orders).select("order_id", "order_date")
-    result = dated.join(touched, "order_id", "left_semi").select("order_date")
+    dated = with_order_date(orders)
+    # The batch's own orders give their dates directly; the others are looked up.
+    result = dated.where(in_batch).select("order_date")
+    looked_up = dated.select("order_id", "order_date").join(touched.distinct(), "order_id", "left_semi")
+    result = result.unionByName(looked_up.select("order_date"))
     if old_orders is not None:
         moved = old_orders.join(changed_orders, "order_id", "left_semi")
         result = result.unionByName(with_order_date(moved).select("order_date"))
