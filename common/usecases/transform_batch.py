@@ -112,8 +112,8 @@ def _write_output(
 ) -> None:
     # KPI rows are aggregates (dates x categories): small enough to hold for DynamoDB and the report.
     # One file per write: a few thousand aggregate rows (coalesced after the sort, so still sorted).
-    frame = frame.orderBy(*output.keys).coalesce(1).cache()
-    try:
+    frame = frame.orderBy(*output.keys).coalesce(1)
+    with _kept(frame):
         rows = [row.asDict() for row in frame.collect()]
         output.rows = len(rows)
         output.data = rows
@@ -129,8 +129,6 @@ def _write_output(
             spark, uri, frame, output.schema, f"order_date IN ({_date_list(dates)})", batch_id
         )
         output.delta = outcome.as_dict()
-    finally:
-        frame.unpersist()
 
 
 def run_transform(
