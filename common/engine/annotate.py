@@ -55,9 +55,20 @@ def _failed(condition: Column) -> Column:
 
 
 def _codes(pairs: list[tuple[str, Column]]) -> Column:
+    """The codes of the conditions that hold, in ``pairs`` order. Most rows break nothing: they
+    get the empty array from one short-circuiting OR, and only the others build the array (its
+    compaction is a higher-order function, which Spark interprets row by row)."""
+    none = F.array().cast("array<string>")
     if not pairs:
-        return F.array().cast("array<string>")
-    return F.array_compact(F.array(*[F.when(_failed(cond), F.lit(code)) for code, cond in pairs]))
+        return none
+    failed = [_failed(cond) for _, cond in pairs]
+    any_failed = failed[0]
+    for flag in failed[1:]:
+        any_failed = any_failed | flag
+    codes = F.array_compact(
+        F.array(*[F.when(flag, F.lit(code)) for (code, _), flag in zip(pairs, failed, strict=True)])
+    )
+    return F.when(any_failed, codes).otherwise(none)
 
 
 def clean_text_columns(df: DataFrame, contract: Contract) -> DataFrame:

@@ -34,11 +34,6 @@ def clean_text(raw: Column) -> Column:
     return F.when(trimmed == F.lit(""), F.lit(None)).otherwise(trimmed)
 
 
-def _timestamp_text(raw: Column) -> Column:
-    # Spark's cast reads `Z` and `+hh:mm` itself; ` UTC` (BigQuery exports) it does not.
-    return F.regexp_replace(raw, r" UTC$", "Z")
-
-
 def parse_value(raw: Column, type_name: str) -> Column:
     """Parse a cleaned text column into ``type_name``; values that do not parse become null.
 
@@ -47,7 +42,8 @@ def parse_value(raw: Column, type_name: str) -> Column:
     if type_name == "string":
         return raw
     if type_name == "timestamp":
-        return F.when(raw.rlike(_TIMESTAMP_PATTERN), _timestamp_text(raw).try_cast("timestamp"))
+        # Spark's cast reads every zone form the pattern admits (`Z`, `+hh:mm`, ` UTC`) itself.
+        return F.when(raw.rlike(_TIMESTAMP_PATTERN), raw.try_cast("timestamp"))
     if type_name == "date":
         return F.when(raw.rlike(_DATE_PATTERN), raw.try_cast("date"))
     if type_name in {"int", "long"}:
