@@ -157,7 +157,13 @@ class Settings(BaseSettings):
         default=None,
         description="Spark master URL (default: spark-submit's --master, else local[*]).",
     )
-    spark_driver_memory: str = Field(default="2g", description="Spark driver memory.")
+    spark_driver_memory: str = Field(
+        default="auto",
+        pattern=r"^(auto|[0-9]+[kmgKMG]?)$",
+        description="Spark driver heap (spark.driver.memory, e.g. 6g), when the job starts the JVM. auto: "
+        "the container's memory limit less a quarter of it (at least 1 GiB) for the JVM's other memory and "
+        "Python, or a quarter of the machine's memory when no limit is set; between 512m and 30g.",
+    )
     spark_driver_java_options: str = Field(
         default="",
         description="Extra driver JVM options (when the job starts the JVM, not under spark-submit).",

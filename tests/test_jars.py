@@ -13,7 +13,15 @@ from common.errors import ConfigurationError
 from common.io.lake import Lake
 from common.io.manifest import Batch, input_bytes
 from common.io.results import BatchStatus, DatasetResult, ValidationResult, write_result
-from common.io.spark import CLASS_ARCHIVE, BatchSize, driver_java_options, pinned_jars
+from common.io.spark import (
+    CLASS_ARCHIVE,
+    BatchSize,
+    auto_heap,
+    driver_java_options,
+    driver_memory,
+    memory_limit,
+    pinned_jars,
+)
 from common.settings import Settings
 
 
@@ -63,6 +71,57 @@ def test_the_driver_gets_the_quick_compiler_for_a_small_batch_unless_told_otherw
     # the user's own options come last, so the JVM takes theirs
     mine = Settings(jars_dir="", spark_driver_java_options="-XX:TieredStopAtLevel=4")
     assert driver_java_options(mine, small).endswith(f"{QUICK} -XX:TieredStopAtLevel=4")
+
+
+GIB = 1024**3
+
+
+def test_the_auto_heap_leaves_a_containers_memory_room_beside_it() -> None:
+    physical = 64 * GIB
+    assert auto_heap(8 * GIB, physical) == "6144m"  # the Fargate task's 8 GB: 2 GiB left over
+    assert auto_heap(16 * GIB, physical) == "12288m"  # a quarter left over
+    assert auto_heap(3 * GIB, physical) == "2048m"  # at least 1 GiB left over
+    assert auto_heap(1 * GIB, physical) == "512m"  # never below what Spark needs to start
+    # no limit (or one above the machine): a quarter of the machine, at most 30g
+    assert auto_heap(None, 24 * GIB) == "6144m"
+    assert auto_heap(128 * GIB, 24 * GIB) == "6144m"
+    assert auto_heap(None, 512 * GIB) == "30720m"
+
+
+def _cgroup_tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    return root
+
+
+def test_the_memory_limit_is_read_from_cgroup_v2_and_v1(tmp_path: Path) -> None:
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text("0::/ecs/task-1\n")
+    v2 = _cgroup_tree(tmp_path / "v2", {"ecs/task-1/memory.max": "8589934592", "memory.max": "max"})
+    assert memory_limit(v2, proc) == 8 * GIB
+    unlimited = _cgroup_tree(tmp_path / "v2max", {"ecs/task-1/memory.max": "max"})
+    assert memory_limit(unlimited, proc) is None
+    proc.write_text("5:memory:/docker/abc\n0::/\n")
+    v1 = _cgroup_tree(
+        tmp_path / "v1",
+        {
+            "memory/docker/abc/memory.limit_in_bytes": "4294967296",
+            "memory/memory.limit_in_bytes": "9223372036854771712",
+        },
+    )
+    assert memory_limit(v1, proc) == 4 * GIB
+    # inside a container the mount's root is the container's own group
+    inside = _cgroup_tree(tmp_path / "inside", {"memory/memory.limit_in_bytes": "2147483648"})
+    assert memory_limit(inside, proc) == 2 * GIB
+    assert memory_limit(tmp_path / "none", tmp_path / "no-proc-file") is None
+
+
+def test_a_heap_that_was_set_is_used_as_it_is() -> None:
+    assert driver_memory(Settings(jars_dir="", spark_driver_memory="3g")) == "3g"
+    assert driver_memory(Settings(jars_dir="")).endswith("m")  # auto: sized for this machine
+    with pytest.raises(ValueError):
+        Settings(jars_dir="", spark_driver_memory="lots")
 
 
 def test_a_batch_is_small_up_to_50_mib_of_raw_input_or_2m_rows_read() -> None:

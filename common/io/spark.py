@@ -117,6 +117,73 @@ def driver_java_options(settings: Settings, size: BatchSize | None = None) -> st
     return " ".join(options)
 
 
+GIB = 1024**3
+MIB = 1024**2
+# The heap "auto" gives (spark_driver_memory): never below what Spark's local driver needs to start,
+# never above where the JVM loses compressed object pointers.
+AUTO_HEAP_BOUNDS = (512 * MIB, 30 * GIB)
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def memory_limit(
+    cgroup_root: Path = _CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """The memory limit of this process's container (cgroup v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``, of its own group or the mount's root), or None when none is set.
+    "max" and v1's unlimited (~2^63) read as none; the smallest limit found wins."""
+    groups = {"v2": "/", "v1": "/"}
+    try:
+        for line in proc_cgroup.read_text().splitlines():
+            _, controllers, group = line.split(":", 2)
+            if controllers == "":
+                groups["v2"] = group
+            elif "memory" in controllers.split(","):
+                groups["v1"] = group
+    except (OSError, ValueError):
+        pass
+    candidates = [
+        cgroup_root / groups["v2"].lstrip("/") / "memory.max",
+        cgroup_root / "memory.max",
+        cgroup_root / "memory" / groups["v1"].lstrip("/") / "memory.limit_in_bytes",
+        cgroup_root / "memory" / "memory.limit_in_bytes",
+    ]
+    limits = []
+    for path in candidates:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**62:
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def auto_heap(limit: int | None, physical: int) -> str:
+    """The driver heap for "auto", in megabytes: with a container limit below the machine's
+    memory, the limit less a quarter of it (at least 1 GiB: the JVM's code cache, metaspace, class
+    archive, threads and GC structures took ~0.6 GB beside a 2 GB heap at 5M items, and the Python
+    driver ~0.1 GB); otherwise a quarter of the machine (the JVM's own default share), leaving the
+    rest to whatever else runs there. Within :data:`AUTO_HEAP_BOUNDS`."""
+    if limit is not None and limit < physical:
+        heap = limit - max(GIB, limit // 4)
+    else:
+        heap = physical // 4
+    low, high = AUTO_HEAP_BOUNDS
+    return f"{min(max(heap, low), high) // MIB}m"
+
+
+def driver_memory(settings: Settings) -> str:
+    """spark.driver.memory: as set, or :func:`auto_heap` for this machine or container."""
+    if settings.spark_driver_memory != "auto":
+        return settings.spark_driver_memory
+    return auto_heap(memory_limit(), physical_memory())
+
+
 def s3a_options(settings: Settings) -> dict[str, str]:
     """Hadoop S3A settings. Credentials are not among them: S3A's default chain reads the
     environment, the ECS task role or the instance profile."""
@@ -156,6 +223,7 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
         )
     for key, value in s3a_options(settings).items():
         builder = builder.config(f"spark.hadoop.{key}", value)
+    heap = driver_memory(settings)
     spark = (
         builder.appName(app_name)
         .config("spark.sql.extensions", DELTA_EXTENSION)
@@ -165,7 +233,7 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
         # than the shuffle partitions (8): 27k-item batch, one process, 31.0 -> 29.5 s (farm-bench,
         # 3 runs each, medians).
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_snapshot_partitions))
-        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.driver.memory", heap)
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
         .config("spark.sql.adaptive.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
@@ -181,7 +249,9 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
     spark.sparkContext.setLogLevel("ERROR")
     if starts_jvm:
         log.info(
-            "driver JVM compiler: %s",
+            "driver JVM: heap %s%s, compiler %s",
+            heap,
+            " (auto)" if settings.spark_driver_memory == "auto" else "",
             "quick (client only)" if quick_jit(settings, size) else "full (tiered)",
         )
     jvm = spark.sparkContext._jvm  # py4j view of the driver JVM
