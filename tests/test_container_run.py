@@ -55,9 +55,12 @@ def s3(minio: Minio, spark: SparkSession) -> Any:
     return s3
 
 
-def run_container(image: str, minio: Minio, dynamodb: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_container(
+    image: str, minio: Minio, dynamodb: str, *args: str, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """`engine run` with the ECS task's constraints; settings and credentials only as environment
-    variables passed by name (their values never appear on the command line)."""
+    variables passed by name (their values never appear on the command line). ``options``: more
+    `engine run` options (a memory limit)."""
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": minio.access_key,
@@ -73,7 +76,17 @@ def run_container(image: str, minio: Minio, dynamodb: str, *args: str) -> subpro
         "ECOM_SPARK_SHUFFLE_PARTITIONS": "2",
     }
     passed = [name for name in env if name.startswith(("AWS_", "ECOM_"))]
-    command = [ENGINE, "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp:rw,size=2g"]
+    command = [
+        ENGINE,
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,size=2g",
+        *options,
+    ]
     for name in passed:
         command += ["--env", name]
     return subprocess.run([*command, image, *args], env=env, capture_output=True, text=True, timeout=900)
@@ -108,8 +121,13 @@ def test_generate_validate_transform_as_containers(
     assert sorted(staged["files"]) == ["order_items", "orders", "products"]
     assert all(uri.startswith(f"s3://{BUCKET}/raw/") for uris in staged["files"].values() for uri in uris)
 
-    validated = run_container(image, minio, dynamodb, "validate", "--manifest", report["manifest"])
+    # A 3 GiB container: the driver's heap is sized from its limit (3 GiB less 1 GiB), not the host's.
+    validated = run_container(
+        image, minio, dynamodb, "validate", "--manifest", report["manifest"], options=("--memory", "3g")
+    )
     assert validated.returncode == 0, validated.stderr[-3000:]
+    logged = [json.loads(line) for line in validated.stderr.splitlines() if line.startswith("{")]
+    assert any("driver JVM: heap 2048m (auto)" in entry.get("message", "") for entry in logged), logged[:5]
     result = read_json(s3, "lake/_results/ctr-0001/validate.json")
     assert result["status"] == "SUCCEEDED"
     for name, truth in report["datasets"].items():
