@@ -86,6 +86,9 @@ def test_the_auto_heap_leaves_a_containers_memory_room_beside_it() -> None:
     assert auto_heap(None, 24 * GIB) == "6144m"
     assert auto_heap(128 * GIB, 24 * GIB) == "6144m"
     assert auto_heap(None, 512 * GIB) == "30720m"
+    # a small batch's cap (SMALL_BATCH_HEAP), under a container's own share when that is smaller
+    assert auto_heap(None, 24 * GIB, most=2 * GIB) == "2048m"
+    assert auto_heap(2 * GIB, physical, most=2 * GIB) == "1024m"
 
 
 def _cgroup_tree(root: Path, files: dict[str, str]) -> Path:
@@ -120,6 +123,9 @@ def test_the_memory_limit_is_read_from_cgroup_v2_and_v1(tmp_path: Path) -> None:
 def test_a_heap_that_was_set_is_used_as_it_is() -> None:
     assert driver_memory(Settings(jars_dir="", spark_driver_memory="3g")) == "3g"
     assert driver_memory(Settings(jars_dir="")).endswith("m")  # auto: sized for this machine
+    small = driver_memory(Settings(jars_dir=""), BatchSize(input_bytes=10))
+    assert int(small.removesuffix("m")) <= 2048
+    assert driver_memory(Settings(jars_dir="", spark_driver_memory="3g"), BatchSize(input_bytes=10)) == "3g"
     with pytest.raises(ValueError):
         Settings(jars_dir="", spark_driver_memory="lots")
 

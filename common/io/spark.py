@@ -163,25 +163,33 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def auto_heap(limit: int | None, physical: int) -> str:
+def auto_heap(limit: int | None, physical: int, most: int = AUTO_HEAP_BOUNDS[1]) -> str:
     """The driver heap for "auto", in megabytes: with a container limit below the machine's
     memory, the limit less a quarter of it (at least 1 GiB: the JVM's code cache, metaspace, class
     archive, threads and GC structures took ~0.6 GB beside a 2 GB heap at 5M items, and the Python
     driver ~0.1 GB); otherwise a quarter of the machine (the JVM's own default share), leaving the
-    rest to whatever else runs there. Within :data:`AUTO_HEAP_BOUNDS`."""
+    rest to whatever else runs there. Within :data:`AUTO_HEAP_BOUNDS`, and at most ``most``."""
     if limit is not None and limit < physical:
         heap = limit - max(GIB, limit // 4)
     else:
         heap = physical // 4
-    low, high = AUTO_HEAP_BOUNDS
-    return f"{min(max(heap, low), high) // MIB}m"
+    return f"{min(max(heap, AUTO_HEAP_BOUNDS[0]), most) // MIB}m"
 
 
-def driver_memory(settings: Settings) -> str:
-    """spark.driver.memory: as set, or :func:`auto_heap` for this machine or container."""
+# A small batch's heap under "auto" (the size :data:`QUICK_JIT` calls small). A larger one made it
+# slower and the collector let the process grow into it: validate at 27k items, 6g against 2g,
+# A/B wall 1.09 (farm-bench -n 4, paired); peak RSS of validate and transform 2.8 and 1.8 GB with
+# 2g, up to 4.0 and 5.0 GB with 6g (make bench). At 10M items 6g ran 12% faster (two runs each).
+SMALL_BATCH_HEAP = 2 * GIB
+
+
+def driver_memory(settings: Settings, size: BatchSize | None = None) -> str:
+    """spark.driver.memory: as set, or :func:`auto_heap` for this machine or container, at most
+    :data:`SMALL_BATCH_HEAP` for a small batch."""
     if settings.spark_driver_memory != "auto":
         return settings.spark_driver_memory
-    return auto_heap(memory_limit(), physical_memory())
+    most = SMALL_BATCH_HEAP if size is not None and size.small else AUTO_HEAP_BOUNDS[1]
+    return auto_heap(memory_limit(), physical_memory(), most)
 
 
 def s3a_options(settings: Settings) -> dict[str, str]:
@@ -223,7 +231,7 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
         )
     for key, value in s3a_options(settings).items():
         builder = builder.config(f"spark.hadoop.{key}", value)
-    heap = driver_memory(settings)
+    heap = driver_memory(settings, size)
     spark = (
         builder.appName(app_name)
         .config("spark.sql.extensions", DELTA_EXTENSION)
