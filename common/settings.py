@@ -162,7 +162,8 @@ class Settings(BaseSettings):
         pattern=r"^(auto|[0-9]+[kmgKMG]?)$",
         description="Spark driver heap (spark.driver.memory, e.g. 6g), when the job starts the JVM. auto: "
         "the container's memory limit less a quarter of it (at least 1 GiB) for the JVM's other memory and "
-        "Python, or a quarter of the machine's memory when no limit is set; between 512m and 30g.",
+        "Python, or a quarter of the machine's memory when no limit is set; at most 2g for a small batch "
+        "(the size --spark-jit auto calls small); between 512m and 30g.",
     )
     spark_driver_java_options: str = Field(
         default="",
