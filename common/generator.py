@@ -91,7 +91,6 @@ ITEM_DEFECTS = {
 }
 ORPHAN_OFFSET = 10**12
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-SPAN_SECONDS = 2 * 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,8 @@ class GeneratorConfig:
     first_item_id: int = 1
     first_product_id: int = 1
     products: int | None = None  # default: max(50, items // 10)
+    first_day: int = 0  # orders are created from EPOCH + first_day days ...
+    days: int = 2 * 365  # ... over this many days
     include_products: bool = True
 
 
@@ -278,11 +279,12 @@ class _Generator:
         rng = self.rng
         item_id = self.c.first_item_id
         order_id = self.c.first_order_id
+        start, span = EPOCH + dt.timedelta(days=self.c.first_day), self.c.days * 24 * 3600
         made = 0
         while made < self.c.items:
             n_items = min(rng.randint(1, 4), self.c.items - made)
             user_id = rng.randint(1, max(10, self.c.items // 3))
-            created = EPOCH + dt.timedelta(seconds=rng.randrange(SPAN_SECONDS))
+            created = start + dt.timedelta(seconds=rng.randrange(span))
             status = rng.choice(STATUSES)
             shipped = (
                 created + dt.timedelta(hours=rng.randint(1, 72))

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bench.bench import run_benchmark
+from tests.bench.bench import STEADY_HISTORY_ITEMS, run_benchmark
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,6 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs per scale (min and median are reported)")
     parser.add_argument("--quick", action="store_true", help="a fast look: 27k and 1M, one run each")
     parser.add_argument("--with-10m", action="store_true", help="add the 10M scale")
+    parser.add_argument(
+        "--history-items",
+        type=int,
+        default=STEADY_HISTORY_ITEMS,
+        help="the scale whose lake the steady-state row's batch lands in (when that scale runs; 0: none)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--spark-master", default="local[*]")
     args = parser.parse_args(argv)
@@ -29,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scales, runs = [27_000, 1_000_000], 1
     if args.with_10m:
         scales.append(10_000_000)
-    run_benchmark(scales, runs, args.out, args.spark_master)
+    run_benchmark(scales, runs, args.out, args.spark_master, args.history_items)
     return 0
 
 

@@ -34,6 +34,13 @@ SAMPLE_ITEMS = 27_000
 # End to end, as the state machine runs a batch (two processes), and the one-process option.
 E2E_TARGETS = {SAMPLE_ITEMS: 15.0, 1_000_000: 33.0, 5_000_000: 110.0}
 RATIO_TARGET = 1.3  # validate / bare copy at >= 1M items (issue #12; #9 asked for 1.5)
+# The scales above start each run from an empty lake. Day to day, a small batch lands in a lake
+# that holds every earlier batch: the steady-state row times that (validate then transform of a
+# sample-sized batch, two processes) in a copy of the lake the history scale's last run left.
+STEADY_HISTORY_ITEMS = 1_000_000
+STEADY_BATCH_ID = "next"
+# The steady batch's ids start here: past every id of any scale's batch, so every row is new.
+STEADY_FIRST_ID = 50_000_001
 
 
 @dataclass
@@ -129,7 +136,14 @@ def _check_outputs(lake: Path, batch_id: str, truth: dict[str, Any], with_baseli
     assert transform["status"] == "SUCCEEDED" and transform["outputs"]["order_daily"]["rows"] > 0
 
 
-def run_scale(items: int, runs: int, out: Path, spark_master: str, log_dir: Path) -> ScaleResult:
+def history_lake(out: Path, items: int) -> Path:
+    """Where the history scale's last lake is kept for the steady-state row."""
+    return out / "lake" / f"history-{items}"
+
+
+def run_scale(
+    items: int, runs: int, out: Path, spark_master: str, log_dir: Path, keep_lake: bool = False
+) -> ScaleResult:
     data = out / "data" / f"items-{items}"
     if not (data / "ground_truth.json").exists():
         shutil.rmtree(data, ignore_errors=True)
@@ -171,23 +185,106 @@ def run_scale(items: int, runs: int, out: Path, spark_master: str, log_dir: Path
         _check_outputs(lake, "bench", truth)
         if "pipeline" in jobs:
             _check_outputs(one_process_lake, "bench", truth, with_baseline=False)
-        shutil.rmtree(lake, ignore_errors=True)
         shutil.rmtree(one_process_lake, ignore_errors=True)
+        if keep_lake and run == runs - 1:
+            shutil.rmtree(history_lake(out, items), ignore_errors=True)
+            lake.rename(history_lake(out, items))
+        else:
+            shutil.rmtree(lake, ignore_errors=True)
     return result
 
 
-def report(results: list[ScaleResult], started: dt.datetime, runs: int) -> dict[str, Any]:
+def run_steady(history_items: int, runs: int, out: Path, spark_master: str, log_dir: Path) -> ScaleResult:
+    """Validate then transform a sample-sized batch of new records (two processes, as the state
+    machine runs them) in a copy of the lake ``history_items``' scale left; checked afterwards:
+    the validated tables hold the history's rows and the batch's."""
+    history = history_lake(out, history_items)
+    truths = [json.loads((out / "data" / f"items-{history_items}" / "ground_truth.json").read_text())]
+    data = out / "data" / f"steady-{SAMPLE_ITEMS}"
+    if not (data / "ground_truth.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        first = {f"first_{kind}_id": STEADY_FIRST_ID for kind in ("order", "item", "product")}
+        # a day's batch: orders of the history's last day and the day after (one date overlaps)
+        config = GeneratorConfig(items=SAMPLE_ITEMS, parts=2, seed=43, first_day=729, days=2, **first)
+        generate_batch(data, config, batch_id=STEADY_BATCH_ID)
+    truths.append(json.loads((data / "ground_truth.json").read_text()))
+    rows_total = sum(d["rows_read"] for d in truths[1]["datasets"].values())
+    result = ScaleResult(SAMPLE_ITEMS, rows_total, {"validate": [], "transform": []})
+    env = {**os.environ, "ECOM_SPARK_MASTER": spark_master, "ECOM_LOG_FORMAT": "text"}
+    for run in range(runs):
+        lake = out / "lake" / f"steady-run{run}"
+        shutil.rmtree(lake, ignore_errors=True)
+        shutil.copytree(history, lake)
+        manifest, lake_args = str(data / "manifest.json"), ["--lake-root", str(lake)]
+        commands = {
+            "validate": [
+                *(sys.executable, "-m", "jobs.validate", "--manifest", manifest),
+                *("--quarantine-threshold", "0.5", *lake_args),
+            ],
+            "transform": [sys.executable, "-m", "jobs.transform", "--batch-id", STEADY_BATCH_ID, *lake_args],
+        }
+        for job, command in commands.items():
+            measurement = run_measured(command, env, log_dir / f"steady-{job}-run{run}.log")
+            result.runs[job].append(measurement)
+            print(
+                f"  {SAMPLE_ITEMS:>10,} items into {history_items:,} items' lake  run {run + 1}/{runs}  "
+                f"{job:<9} {measurement.seconds:8.1f} s  {measurement.peak_rss_mb:8.0f} MB",
+                flush=True,
+            )
+        _check_steady(lake, truths)
+        shutil.rmtree(lake, ignore_errors=True)
+    return result
+
+
+def _check_steady(lake: Path, truths: list[dict[str, Any]]) -> None:
+    result = json.loads((lake / "_results" / STEADY_BATCH_ID / "validate.json").read_text())
+    assert result["status"] == "SUCCEEDED", result["errors"]
+    for name in truths[0]["datasets"]:
+        expected = sum(t["datasets"][name]["rows_valid"] for t in truths)
+        assert delta_log_rows(lake / "validated" / name) == expected, name
+    transform = json.loads((lake / "_results" / STEADY_BATCH_ID / "transform.json").read_text())
+    assert transform["status"] == "SUCCEEDED" and transform["outputs"]["order_daily"]["rows"] > 0
+
+
+def _job_figures(r: ScaleResult, job: str) -> dict[str, Any]:
+    return {
+        "seconds_min": r.stat(job, "seconds", "min"),
+        "seconds_median": r.stat(job, "seconds", "median"),
+        "rows_per_second_median": round(r.rows_total / r.stat(job, "seconds", "median")),
+        "peak_rss_mb_max": max(m.peak_rss_mb for m in r.runs[job]),
+        "all_seconds": [m.seconds for m in r.runs[job]],
+    }
+
+
+def _steady_report(steady: ScaleResult | None, history_items: int) -> dict[str, Any] | None:
+    if steady is None:
+        return None
+    e2e = steady.end_to_end()
+    return {
+        "history_items": history_items,
+        "items": steady.items,
+        "rows_total": steady.rows_total,
+        "validate": _job_figures(steady, "validate"),
+        "transform": _job_figures(steady, "transform"),
+        "end_to_end": {
+            "two_processes_median": round(statistics.median(e2e), 2),
+            "two_processes_min": min(e2e),
+        },
+    }
+
+
+def report(
+    results: list[ScaleResult],
+    started: dt.datetime,
+    runs: int,
+    steady: ScaleResult | None = None,
+    history_items: int = STEADY_HISTORY_ITEMS,
+) -> dict[str, Any]:
     scales = []
     for r in results:
         entry: dict[str, Any] = {"items": r.items, "rows_total": r.rows_total, "runs": runs}
         for job in r.runs:
-            entry[job] = {
-                "seconds_min": r.stat(job, "seconds", "min"),
-                "seconds_median": r.stat(job, "seconds", "median"),
-                "rows_per_second_median": round(r.rows_total / r.stat(job, "seconds", "median")),
-                "peak_rss_mb_max": max(m.peak_rss_mb for m in r.runs[job]),
-                "all_seconds": [m.seconds for m in r.runs[job]],
-            }
+            entry[job] = _job_figures(r, job)
         entry["validate_over_baseline_median"] = round(
             r.stat("validate", "seconds", "median") / r.stat("baseline", "seconds", "median"), 3
         )
@@ -215,6 +312,7 @@ def report(results: list[ScaleResult], started: dt.datetime, runs: int) -> dict[
             "platform": platform.platform(),
         },
         "scales": scales,
+        "steady": _steady_report(steady, history_items),
         "scaling_5m_over_1m": scaling,
         "targets": {
             "validate_over_baseline_max": RATIO_TARGET,
@@ -255,20 +353,47 @@ def markdown(rep: dict[str, Any]) -> str:
         f"| {s['items']:,} | {s['validate_over_baseline_median']:.2f} | ≤ {RATIO_TARGET} at ≥ 1M |"
         for s in rep["scales"]
     ]
+    steady = rep["steady"]
+    if steady is not None:
+        lines += [
+            "",
+            f"A {steady['items']:,}-item batch of new records into a lake holding the "
+            f"{steady['history_items']:,}-item scale's batch (two processes):",
+            "",
+            "| validate (median s) | transform (median s) | end to end (median s) | peak RSS MB |",
+            "|---:|---:|---:|---:|",
+            f"| {steady['validate']['seconds_median']:.1f} | {steady['transform']['seconds_median']:.1f} | "
+            f"{steady['end_to_end']['two_processes_median']:.1f} | "
+            f"{max(steady[j]['peak_rss_mb_max'] for j in ('validate', 'transform')):,.0f} |",
+        ]
     if rep["scaling_5m_over_1m"]:
         lines += ["", "| job | time(5M) ÷ time(1M) | target |", "|---|---:|---:|"]
         lines += [f"| {job} | {v:.2f} | ≤ 5.5 |" for job, v in rep["scaling_5m_over_1m"].items()]
     return "\n".join(lines)
 
 
-def run_benchmark(scales: list[int], runs: int, out: Path, spark_master: str) -> dict[str, Any]:
+def run_benchmark(
+    scales: list[int],
+    runs: int,
+    out: Path,
+    spark_master: str,
+    history_items: int = STEADY_HISTORY_ITEMS,
+) -> dict[str, Any]:
+    """Time every scale; then, when ``history_items`` is one of them, the steady-state row."""
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_dir = out / stamp
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    results = [run_scale(items, runs, out, spark_master, log_dir) for items in scales]
-    rep = report(results, started, runs)
+    keep = history_items in scales
+    results = [
+        run_scale(items, runs, out, spark_master, log_dir, keep and items == history_items)
+        for items in scales
+    ]
+    steady = run_steady(history_items, runs, out, spark_master, log_dir) if keep else None
+    if keep:
+        shutil.rmtree(history_lake(out, history_items), ignore_errors=True)
+    rep = report(results, started, runs, steady, history_items)
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
     text = markdown(rep)
     (run_dir / "report.md").write_text(text + "\n")
