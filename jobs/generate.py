@@ -42,12 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-id", default="demo-0001")
     parser.add_argument("--first-order-id", type=int, default=1)
     parser.add_argument("--first-item-id", type=int, default=1)
+    parser.add_argument(
+        "--first-day", type=int, default=0, help="orders are created from 2024-01-01 plus this many days ..."
+    )
+    parser.add_argument("--days", type=int, default=730, help="... over this many days (a day's batch: 1)")
     parser.add_argument("--no-products", action="store_true", help="leave products out of the manifest")
     args = parser.parse_args(argv)
     if args.out is None and args.upload is None:
         parser.error("give --out DIR, --upload URI, or both")
-    if args.items < 1 or args.parts < 1:
-        parser.error("--items and --parts must be at least 1")
+    if args.items < 1 or args.parts < 1 or args.days < 1:
+        parser.error("--items, --parts and --days must be at least 1")
+    if args.first_day < 0:
+        parser.error("--first-day must be 0 or more")
     if not (
         0 <= args.defect_rate <= 1
         and 0 <= args.warning_rate <= 1
@@ -62,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warning_rate=0.0 if args.clean else args.warning_rate,
         first_order_id=args.first_order_id,
         first_item_id=args.first_item_id,
+        first_day=args.first_day,
+        days=args.days,
         include_products=not args.no_products,
     )
     started = time.monotonic()

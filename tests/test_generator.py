@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -71,3 +72,14 @@ def test_generate_needs_somewhere_to_write(capsys: pytest.CaptureFixture[str]) -
         main(["--items", "10"])
     assert exit_info.value.code == 2
     assert "--out DIR, --upload URI" in capsys.readouterr().err
+
+
+def test_orders_fall_in_the_date_window_asked_for(tmp_path: Path) -> None:
+    """A day's batch (as the benchmark's steady-state row makes): every order on the days asked for."""
+    from jobs.generate import main
+
+    args = ["--out", str(tmp_path), "--items", "600", "--parts", "1", "--clean", "--first-day", "729"]
+    assert main([*args, "--days", "2"]) == 0
+    with (tmp_path / "orders" / "part-00000.csv").open(newline="") as handle:
+        days = {row["created_at"][:10] for row in csv.DictReader(handle)}
+    assert days == {"2025-12-30", "2025-12-31"}  # 2024-01-01 + 729 days, and the day after
