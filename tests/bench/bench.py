@@ -123,17 +123,56 @@ def delta_log_rows(table: Path) -> int:
     return sum(live.values())
 
 
-def _check_outputs(lake: Path, batch_id: str, truth: dict[str, Any], with_baseline: bool = True) -> None:
-    """A timed run must have produced the real outputs."""
+def _check_outputs(
+    lake: Path, batch_id: str, truths: list[dict[str, Any]], with_baseline: bool = True
+) -> None:
+    """A timed run must have produced the real outputs: ``batch_id`` (the last of ``truths``)
+    validated and transformed, and the validated tables holding the valid rows of every batch in
+    ``truths`` (earlier ones: the lake's history)."""
     result = json.loads((lake / "_results" / batch_id / "validate.json").read_text())
     assert result["status"] == "SUCCEEDED", result["errors"]
+    truth = truths[-1]
     for name, expected in truth["datasets"].items():
         rows = delta_log_rows(lake / "validated" / name)
-        assert rows == expected["rows_valid"] == result["datasets"][name]["rows_valid"], name
+        assert rows == sum(t["datasets"][name]["rows_valid"] for t in truths), name
+        assert result["datasets"][name]["rows_valid"] == expected["rows_valid"], name
         if with_baseline:
             assert delta_log_rows(lake / "baseline" / name) == expected["rows_read"], name
     transform = json.loads((lake / "_results" / batch_id / "transform.json").read_text())
     assert transform["status"] == "SUCCEEDED" and transform["outputs"]["order_daily"]["rows"] > 0
+
+
+def _job_env(spark_master: str) -> dict[str, str]:
+    return {**os.environ, "ECOM_SPARK_MASTER": spark_master, "ECOM_LOG_FORMAT": "text"}
+
+
+def _commands(data: Path, batch_id: str, lake: Path, one_process_lake: Path) -> dict[str, list[str]]:
+    """Each timed job's command for the batch generated in ``data``: the baseline, validate and
+    transform in ``lake``, ``jobs.run`` in a lake of its own."""
+    common = ["--manifest", str(data / "manifest.json"), "--quarantine-threshold", "0.5"]
+    return {
+        "baseline": [sys.executable, "-m", "tests.bench.baseline_job", *common, "--lake-root", str(lake)],
+        "validate": [sys.executable, "-m", "jobs.validate", *common, "--lake-root", str(lake)],
+        "transform": [
+            sys.executable,
+            "-m",
+            "jobs.transform",
+            "--batch-id",
+            batch_id,
+            "--lake-root",
+            str(lake),
+        ],
+        "pipeline": [sys.executable, "-m", "jobs.run", *common, "--lake-root", str(one_process_lake)],
+    }
+
+
+def _time(
+    result: ScaleResult, job: str, command: list[str], env: dict[str, str], log: Path, label: str
+) -> None:
+    """One timed run of ``job``, recorded in ``result`` and printed after ``label``."""
+    measurement = run_measured(command, env, log)
+    result.runs[job].append(measurement)
+    print(f"  {label}  {job:<9} {measurement.seconds:8.1f} s  {measurement.peak_rss_mb:8.0f} MB", flush=True)
 
 
 def history_lake(out: Path, items: int) -> Path:
@@ -153,38 +192,19 @@ def run_scale(
     rows_total = sum(d["rows_read"] for d in truth["datasets"].values())
     jobs = jobs_at(items)
     result = ScaleResult(items, rows_total, {job: [] for job in jobs})
-    env = {**os.environ, "ECOM_SPARK_MASTER": spark_master, "ECOM_LOG_FORMAT": "text"}
-    common = ["--manifest", str(data / "manifest.json"), "--quarantine-threshold", "0.5"]
+    env = _job_env(spark_master)
     for run in range(runs):
         lake = out / "lake" / f"items-{items}-run{run}"
         one_process_lake = out / "lake" / f"items-{items}-run{run}-pipeline"
         shutil.rmtree(lake, ignore_errors=True)
         shutil.rmtree(one_process_lake, ignore_errors=True)
-        commands = {
-            "baseline": [sys.executable, "-m", "tests.bench.baseline_job", *common, "--lake-root", str(lake)],
-            "validate": [sys.executable, "-m", "jobs.validate", *common, "--lake-root", str(lake)],
-            "transform": [
-                sys.executable,
-                "-m",
-                "jobs.transform",
-                "--batch-id",
-                "bench",
-                "--lake-root",
-                str(lake),
-            ],
-            "pipeline": [sys.executable, "-m", "jobs.run", *common, "--lake-root", str(one_process_lake)],
-        }
+        commands = _commands(data, "bench", lake, one_process_lake)
         for job in jobs:
-            measurement = run_measured(commands[job], env, log_dir / f"{job}-{items}-run{run}.log")
-            result.runs[job].append(measurement)
-            print(
-                f"  {items:>10,} items  run {run + 1}/{runs}  {job:<9} {measurement.seconds:8.1f} s  "
-                f"{measurement.peak_rss_mb:8.0f} MB",
-                flush=True,
-            )
-        _check_outputs(lake, "bench", truth)
+            log = log_dir / f"{job}-{items}-run{run}.log"
+            _time(result, job, commands[job], env, log, f"{items:>10,} items  run {run + 1}/{runs}")
+        _check_outputs(lake, "bench", [truth])
         if "pipeline" in jobs:
-            _check_outputs(one_process_lake, "bench", truth, with_baseline=False)
+            _check_outputs(one_process_lake, "bench", [truth], with_baseline=False)
         shutil.rmtree(one_process_lake, ignore_errors=True)
         if keep_lake and run == runs - 1:
             shutil.rmtree(history_lake(out, items), ignore_errors=True)
@@ -203,47 +223,33 @@ def run_steady(history_items: int, runs: int, out: Path, spark_master: str, log_
     data = out / "data" / f"steady-{SAMPLE_ITEMS}"
     if not (data / "ground_truth.json").exists():
         shutil.rmtree(data, ignore_errors=True)
-        first = {f"first_{kind}_id": STEADY_FIRST_ID for kind in ("order", "item", "product")}
         # a day's batch: orders of the history's last day and the day after (one date overlaps)
-        config = GeneratorConfig(items=SAMPLE_ITEMS, parts=2, seed=43, first_day=729, days=2, **first)
+        config = GeneratorConfig(
+            items=SAMPLE_ITEMS,
+            parts=2,
+            seed=43,
+            first_order_id=STEADY_FIRST_ID,
+            first_item_id=STEADY_FIRST_ID,
+            first_product_id=STEADY_FIRST_ID,
+            first_day=729,
+            days=2,
+        )
         generate_batch(data, config, batch_id=STEADY_BATCH_ID)
     truths.append(json.loads((data / "ground_truth.json").read_text()))
     rows_total = sum(d["rows_read"] for d in truths[1]["datasets"].values())
     result = ScaleResult(SAMPLE_ITEMS, rows_total, {"validate": [], "transform": []})
-    env = {**os.environ, "ECOM_SPARK_MASTER": spark_master, "ECOM_LOG_FORMAT": "text"}
+    env = _job_env(spark_master)
     for run in range(runs):
         lake = out / "lake" / f"steady-run{run}"
         shutil.rmtree(lake, ignore_errors=True)
         shutil.copytree(history, lake)
-        manifest, lake_args = str(data / "manifest.json"), ["--lake-root", str(lake)]
-        commands = {
-            "validate": [
-                *(sys.executable, "-m", "jobs.validate", "--manifest", manifest),
-                *("--quarantine-threshold", "0.5", *lake_args),
-            ],
-            "transform": [sys.executable, "-m", "jobs.transform", "--batch-id", STEADY_BATCH_ID, *lake_args],
-        }
-        for job, command in commands.items():
-            measurement = run_measured(command, env, log_dir / f"steady-{job}-run{run}.log")
-            result.runs[job].append(measurement)
-            print(
-                f"  {SAMPLE_ITEMS:>10,} items into {history_items:,} items' lake  run {run + 1}/{runs}  "
-                f"{job:<9} {measurement.seconds:8.1f} s  {measurement.peak_rss_mb:8.0f} MB",
-                flush=True,
-            )
-        _check_steady(lake, truths)
+        commands = _commands(data, STEADY_BATCH_ID, lake, lake)  # no jobs.run here
+        label = f"{SAMPLE_ITEMS:>10,} items into {history_items:,} items' lake  run {run + 1}/{runs}"
+        for job in result.runs:
+            _time(result, job, commands[job], env, log_dir / f"steady-{job}-run{run}.log", label)
+        _check_outputs(lake, STEADY_BATCH_ID, truths, with_baseline=False)
         shutil.rmtree(lake, ignore_errors=True)
     return result
-
-
-def _check_steady(lake: Path, truths: list[dict[str, Any]]) -> None:
-    result = json.loads((lake / "_results" / STEADY_BATCH_ID / "validate.json").read_text())
-    assert result["status"] == "SUCCEEDED", result["errors"]
-    for name in truths[0]["datasets"]:
-        expected = sum(t["datasets"][name]["rows_valid"] for t in truths)
-        assert delta_log_rows(lake / "validated" / name) == expected, name
-    transform = json.loads((lake / "_results" / STEADY_BATCH_ID / "transform.json").read_text())
-    assert transform["status"] == "SUCCEEDED" and transform["outputs"]["order_daily"]["rows"] > 0
 
 
 def _job_figures(r: ScaleResult, job: str) -> dict[str, Any]:
@@ -256,20 +262,21 @@ def _job_figures(r: ScaleResult, job: str) -> dict[str, Any]:
     }
 
 
+def _end_to_end(r: ScaleResult) -> dict[str, Any]:
+    e2e = r.end_to_end()
+    return {"two_processes_median": round(statistics.median(e2e), 2), "two_processes_min": min(e2e)}
+
+
 def _steady_report(steady: ScaleResult | None, history_items: int) -> dict[str, Any] | None:
     if steady is None:
         return None
-    e2e = steady.end_to_end()
     return {
         "history_items": history_items,
         "items": steady.items,
         "rows_total": steady.rows_total,
         "validate": _job_figures(steady, "validate"),
         "transform": _job_figures(steady, "transform"),
-        "end_to_end": {
-            "two_processes_median": round(statistics.median(e2e), 2),
-            "two_processes_min": min(e2e),
-        },
+        "end_to_end": _end_to_end(steady),
     }
 
 
@@ -288,10 +295,8 @@ def report(
         entry["validate_over_baseline_median"] = round(
             r.stat("validate", "seconds", "median") / r.stat("baseline", "seconds", "median"), 3
         )
-        e2e = r.end_to_end()
         entry["end_to_end"] = {
-            "two_processes_median": round(statistics.median(e2e), 2),
-            "two_processes_min": min(e2e),
+            **_end_to_end(r),
             "one_process_median": r.stat("pipeline", "seconds", "median") if "pipeline" in r.runs else None,
             "target": E2E_TARGETS.get(r.items),
         }
