@@ -9,7 +9,7 @@ import pytest
 
 from tests.bench.bench import markdown, run_benchmark
 
-# Slow (131 s measured: four jobs as processes, then validate and transform of a sample-sized batch):
+# Slow (131 and 157 s measured: four jobs as processes, then validate and transform of a sample-sized batch):
 # `make drills` and CI run it, `make test` does not.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
