@@ -29,13 +29,16 @@ WHEELS_STAMP := $(WHEELS)/.fetched
 WHEEL_PLATFORM ?= manylinux2014_x86_64
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install jars class-archive minio tools wheels image run demo-data validate transform test drills bench bench-quick lint typecheck check lock deploy ops report clean
+.PHONY: help prereqs system-deps unit docs install jars class-archive minio tools wheels image run demo-data validate transform test drills bench bench-quick lint typecheck check lock deploy ops report clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 prereqs: ## Check Python 3.11+ and Java 17+ (says how to install what is missing)
 	@PYTHON=$(PYTHON) bash .ci/prereqs.sh
+
+system-deps: ## The suite's system packages (podman, runc, debootstrap, chromium): apt-get installs them as root, else says how
+	@bash .ci/system-deps.sh
 
 $(STAMP): pyproject.toml constraints.txt
 	@PYTHON=$(PYTHON) bash .ci/prereqs.sh
@@ -115,10 +118,14 @@ report: ## Serve the local lake's reports on 127.0.0.1 (after make run): the ind
 	@for r in $(LAKE)/_results/*/report.html; do echo "report: http://127.0.0.1:$(REPORT_PORT)/$${r#$(LAKE)/}"; done
 	$(PY) -m http.server $(REPORT_PORT) --bind 127.0.0.1 --directory $(LAKE)
 
-TEST_DEPS := prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP)
+TEST_DEPS := prereqs system-deps $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP)
 
 test: $(TEST_DEPS) ## Run the test suite, all but the slow tests (fault drills, benchmark smoke run)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# JAVA_HOME points nowhere: a test here that starts a JVM fails instead of quietly being slow.
+unit: $(STAMP) $(JARS_STAMP) $(TOOLS_STAMP) ## The tests that need no JVM (contracts, ODCS mapping, Lambdas, reports, settings, docs): under a minute
+	JAVA_HOME=/nonexistent/no-jvm-for-unit-tests $(PY) -m pytest tests/unit -m "not slow" -n 2 $(PYTEST_ARGS)
 
 drills: $(TEST_DEPS) ## The slow tests: fault drills (jobs killed mid-commit, S3/DynamoDB faults, hostile files) and the benchmark smoke run
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
@@ -143,7 +150,10 @@ lint: $(STAMP) ## ruff (lint + format check), the import layers (import-linter),
 	    || { cat $(OUT)/.datacontract-lint.txt; exit 1; }; \
 	done
 
-typecheck: $(STAMP) ## mypy over jobs/ and common/
+docs: $(STAMP) ## Rewrite the generated parts of README.md and docs/ (settings, reason codes) from the code
+	$(PY) -m tests.docgen
+
+typecheck: $(STAMP) ## mypy over jobs/, common/ and the Lambdas
 	$(VENV)/bin/mypy
 
 check: lint typecheck test drills ## lint + typecheck + tests + drills (what CI runs)

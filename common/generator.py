@@ -107,6 +107,13 @@ class GeneratorConfig:
     first_day: int = 0  # orders are created from EPOCH + first_day days ...
     days: int = 2 * 365  # ... over this many days
     include_products: bool = True
+    # Corrections: new versions of records an earlier batch delivered, ids drawn at random (not in
+    # time order) from below first_order_id / first_product_id: orders re-delivered as Returned on
+    # this batch's dates (a correction that moves an order's date), products with a new price.
+    order_corrections: int = 0
+    product_corrections: int = 0
+    order_corrections_below: int | None = None  # draw corrected ids below this (default first_order_id)
+    product_corrections_below: int | None = None  # ... and below this (default first_product_id)
 
 
 @dataclass
@@ -139,9 +146,9 @@ def _field(value: str) -> str:
 class _PartWriter:
     """Writes rows round-robin into ``parts`` files, so consecutive rows land in different files."""
 
-    def __init__(self, directory: Path, header: list[str], parts: int) -> None:
+    def __init__(self, directory: Path, header: list[str], parts: int, name: str | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.paths = [directory / f"part-{i:05d}.csv" for i in range(parts)]
+        self.paths = [directory / (name or f"part-{i:05d}.csv") for i in range(parts)]
         self.handles: list[IO[bytes]] = [p.open("wb", buffering=1 << 20) for p in self.paths]
         for handle in self.handles:
             handle.write((",".join(header) + "\n").encode())
@@ -272,6 +279,56 @@ class _Generator:
                 self.retail[pid] = f"{retail:.2f}"
             self._emit("products", writer, values, kind, PRODUCT_DEFECTS, suffix)
         writer.close()
+
+    def corrections(self) -> None:
+        """Clean new versions of earlier records (their own random stream: the batch's other rows
+        stay what the seed gives without corrections)."""
+        rng = random.Random(self.c.seed * 1_000_003 + 17)
+        for name, count, below in (
+            ("orders", self.c.order_corrections, self.c.order_corrections_below or self.c.first_order_id),
+            (
+                "products",
+                self.c.product_corrections,
+                self.c.product_corrections_below or self.c.first_product_id,
+            ),
+        ):
+            if count > below - 1:
+                raise ValueError(f"{count} {name} corrections asked for, but only {below - 1} earlier ids")
+            if not count:
+                continue
+            writer = _PartWriter(self.out / name, HEADERS[name], 1, f"part-corrections-{name}.csv")
+            start, span = EPOCH + dt.timedelta(days=self.c.first_day), self.c.days * 24 * 3600
+            for key in sorted(rng.sample(range(1, below), count)):
+                if name == "orders":
+                    created = start + dt.timedelta(seconds=rng.randrange(span))
+                    shipped = created + dt.timedelta(hours=rng.randint(1, 48))
+                    delivered = shipped + dt.timedelta(hours=rng.randint(12, 72))
+                    returned = delivered + dt.timedelta(days=rng.randint(1, 10))
+                    values = [
+                        str(key),
+                        str(rng.randint(1, max(10, self.c.items // 3))),
+                        "Returned",
+                        _ts(created, 0),
+                        _ts(returned, 0),
+                        _ts(shipped, 0),
+                        _ts(delivered, 0),
+                        str(rng.randint(1, 4)),
+                    ]
+                else:
+                    retail = round(rng.uniform(5, 300), 2)
+                    category = rng.choice(CATEGORIES)
+                    values = [
+                        str(key),
+                        f"SKU{key:09d}",
+                        f"{retail * 0.5:.2f}",
+                        category,
+                        f"Generic {category} {key % 97}",
+                        "",
+                        f"{retail:.2f}",
+                        rng.choice(["Men", "Women"]),
+                    ]
+                self._emit(name, writer, values, None, {})
+            writer.close()
 
     def orders_and_items(self) -> None:
         orders = _PartWriter(self.out / "orders", HEADERS["orders"], self.c.parts)
@@ -428,10 +485,13 @@ def generate_batch(out: Path, config: GeneratorConfig, batch_id: str = "demo-000
 
     Returns the ground truth: per dataset, what the validate job must report.
     """
+    if not config.include_products and config.product_corrections:
+        raise ValueError("product corrections need the products in the batch (drop --no-products)")
     out.mkdir(parents=True, exist_ok=True)
     generator = _Generator(config, out)
     generator.products()
     generator.orders_and_items()
+    generator.corrections()
     datasets = ["orders", "order_items"] + (["products"] if config.include_products else [])
     files = {name: sorted(str(p.resolve()) for p in (out / name).glob("part-*.csv")) for name in datasets}
     (out / "manifest.json").write_text(json.dumps({"batch_id": batch_id, "files": files}, indent=2) + "\n")

@@ -183,7 +183,10 @@ class Settings(BaseSettings):
         "raise it for tables of very many files.",
     )
     spark_broadcast_mb: int = Field(
-        default=64, ge=0, description="Broadcast joins up to this size (parent-key lookups avoid shuffles)."
+        default=64,
+        ge=0,
+        description="Broadcast joins whose side Spark estimates below this size (0: none). validate never "
+        "broadcasts on an estimate: it broadcasts only the sides it measured small (a batch's keys).",
     )
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log format: json in containers (auto = json when stderr is not a TTY)."

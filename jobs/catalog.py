@@ -26,13 +26,18 @@ log = logging.getLogger("jobs.catalog")
 EXIT_OK, EXIT_GLUE, EXIT_CONFIG = 0, 1, 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's own flags; the rest of the line is the settings' (:func:`load_settings`)."""
     parser = argparse.ArgumentParser(prog="python -m jobs.catalog", description=__doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--ddl", action="store_true", help="print the DDL of every table")
     action.add_argument("--register", action="store_true", help="create or update every table in Glue")
     parser.add_argument("--dialect", choices=["athena", "spark"], default="athena")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings(rest, prog="python -m jobs.catalog")
         contracts = load_contracts(Path(settings.contracts_dir) if settings.contracts_dir else None)

@@ -22,8 +22,8 @@ from common.settings import load_settings
 from common.usecases.stage_batch import stage_batch
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write CSV parts, manifest.json and ground_truth.json; print the ground truth summary."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked (exits 2 with the usage on a bad one, as argparse does)."""
     parser = argparse.ArgumentParser(prog="python -m jobs.generate", description=__doc__)
     parser.add_argument("--out", type=Path, help="output directory (default with --upload: a temporary one)")
     parser.add_argument(
@@ -42,6 +42,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-id", default="demo-0001")
     parser.add_argument("--first-order-id", type=int, default=1)
     parser.add_argument("--first-item-id", type=int, default=1)
+    parser.add_argument("--first-product-id", type=int, default=1)
+    parser.add_argument("--products", type=int, help="products to generate (default: max(50, items/10))")
+    parser.add_argument(
+        "--order-corrections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N earlier orders (random ids below --first-order-id) re-delivered as Returned, on these days",
+    )
+    parser.add_argument(
+        "--product-corrections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N earlier products (random ids below --first-product-id) re-delivered with a new price",
+    )
+    parser.add_argument(
+        "--corrections-below",
+        metavar="ORDER_ID,PRODUCT_ID",
+        help="draw corrected ids below these instead (default: --first-order-id,--first-product-id)",
+    )
     parser.add_argument(
         "--first-day", type=int, default=0, help="orders are created from 2024-01-01 plus this many days ..."
     )
@@ -60,6 +81,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         and args.defect_rate + args.warning_rate <= 1
     ):
         parser.error("--defect-rate and --warning-rate must be in [0, 1] and add up to at most 1")
+    below = (args.first_order_id, args.first_product_id)
+    if args.corrections_below:
+        try:
+            orders_below, products_below = (int(v) for v in args.corrections_below.split(","))
+        except ValueError:
+            parser.error("--corrections-below takes two ids: ORDER_ID,PRODUCT_ID")
+        below = (min(orders_below, args.first_order_id), min(products_below, args.first_product_id))
+    args.corrections_below = below
+    if args.order_corrections >= below[0] or args.order_corrections < 0:
+        parser.error("--order-corrections N needs N earlier ids: --first-order-id above N")
+    if args.product_corrections >= below[1] or args.product_corrections < 0:
+        parser.error("--product-corrections N needs N earlier ids: --first-product-id above N")
+    if args.product_corrections and args.no_products:
+        parser.error("--product-corrections needs the products in the batch (drop --no-products)")
+    if args.products is not None and args.products < 1:
+        parser.error("--products must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write CSV parts, manifest.json and ground_truth.json; print the ground truth summary."""
+    args = parse_args(argv)
     config = GeneratorConfig(
         items=args.items,
         parts=args.parts,
@@ -68,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         warning_rate=0.0 if args.clean else args.warning_rate,
         first_order_id=args.first_order_id,
         first_item_id=args.first_item_id,
+        first_product_id=args.first_product_id,
+        products=args.products,
+        order_corrections=args.order_corrections,
+        product_corrections=args.product_corrections,
+        order_corrections_below=args.corrections_below[0],
+        product_corrections_below=args.corrections_below[1],
         first_day=args.first_day,
         days=args.days,
         include_products=not args.no_products,

@@ -10,6 +10,8 @@ from typing import Any
 import boto3
 import yaml
 
+from orchestration.config import Config
+from orchestration.dispatch import Dispatcher
 from tests.sfn_harness import REGION, render_definition
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "infra" / "template.yaml"
@@ -221,3 +223,21 @@ def create_stack(job_env: dict[str, str], retry_interval: int = 1, layout: str =
         "ECOM_STATE_MACHINE_ARN": arn,
     }
     return Stack(s3, ddb, sfn, ecs, sqs, arn, queue_url, lambda_env)
+
+
+def lambda_config(stack: Stack) -> Config:
+    return Config(
+        ingestion_table="unused",
+        chunks_table=CHUNKS_TABLE,
+        bucket=BUCKET,
+        state_machine_arn=stack.state_machine_arn,
+    )
+
+
+def dispatch_tick(stack: Stack) -> str:
+    """One dispatcher tick (as the Lambda runs it); returns the in-flight batch's execution ARN."""
+    config = lambda_config(stack)
+    dispatcher = Dispatcher(boto3.resource("dynamodb", region_name=REGION), stack.sfn, stack.s3, config)
+    batch_id = dispatcher.tick()
+    assert batch_id is not None
+    return str(stack.batch(batch_id)["execution_arn"])

@@ -9,7 +9,7 @@ import pytest
 
 from tests.bench.bench import markdown, run_benchmark
 
-# Slow (131 and 157 s measured: four jobs as processes, then validate and transform of a sample-sized batch):
+# Slow (four jobs as processes, then a history lake built and the day's batch into it and an empty lake):
 # `make drills` and CI run it, `make test` does not.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_benchmark_smoke_run_writes_a_complete_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rep = run_benchmark([2_000], runs=1, out=tmp_path, spark_master="local[2]", history_items=2_000)
+    rep = run_benchmark([2_000], runs=1, out=tmp_path, spark_master="local[2]", histories=[0, 2_000])
     [scale] = rep["scales"]
     assert scale["items"] == 2_000 and scale["runs"] == 1
     for job in ("baseline", "validate", "transform", "pipeline"):
@@ -28,17 +28,17 @@ def test_benchmark_smoke_run_writes_a_complete_report(
     validate, transform = scale["validate"]["all_seconds"][0], scale["transform"]["all_seconds"][0]
     assert scale["end_to_end"]["two_processes_median"] == round(validate + transform, 2)
     assert scale["end_to_end"]["one_process_median"] == scale["pipeline"]["seconds_median"]
-    steady = rep["steady"]  # the sample-sized batch into the 2,000-item scale's lake, checked by the bench
-    assert steady["history_items"] == 2_000 and steady["items"] == 27_000
-    validate, transform = steady["validate"]["all_seconds"][0], steady["transform"]["all_seconds"][0]
-    assert steady["end_to_end"]["two_processes_median"] == round(validate + transform, 2)
-    assert not (tmp_path / "lake" / "history-2000").exists()  # the kept lake is cleaned up
+    empty, grown = rep[
+        "growth"
+    ]  # the day's batch into an empty lake and a 2,000-item one, checked by the bench
+    assert (empty["history_items"], grown["history_items"]) == (0, 2_000)
+    assert empty["ratio_to_empty"] == 1.0
+    assert grown["ratio_to_empty"] == round(grown["end_to_end_median"] / empty["end_to_end_median"], 3)
+    assert grown["end_to_end_all"] == [round(grown["validate_median"] + grown["transform_median"], 2)]
+    assert not list((tmp_path / "lake").glob("growth-*"))  # every lake is cleaned up
     assert rep["machine"]["cores"] >= 1
     [report_dir] = [p for p in tmp_path.iterdir() if p.name.endswith("Z")]
     assert json.loads((report_dir / "report.json").read_text()) == rep
     assert (report_dir / "report.md").read_text().strip() == markdown(rep)
     printed = capsys.readouterr().out
-    assert (
-        "| 2,000 |" in printed
-        and "27,000-item batch of new records into a lake holding the 2,000-item" in printed
-    )
+    assert "| 2,000 |" in printed and "into lakes of growing history" in printed and "| 2,000 |" in printed

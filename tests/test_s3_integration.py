@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.generator import GeneratorConfig, generate_batch
+from jobs import validate
 from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
 from tests.conftest import read_s3_with
 from tests.helpers import BUCKET, job_env, read_json, run, upload_batch
@@ -39,20 +40,33 @@ def dynamodb_endpoint() -> Iterator[str]:
         yield url
 
 
-def test_validate_reads_raw_files_and_writes_delta_in_s3(
-    minio: Minio, s3: Any, spark: SparkSession, tmp_path: Path
+def test_validate_then_transform_against_s3_and_dynamodb(
+    minio: Minio, s3: Any, dynamodb_endpoint: str, spark: SparkSession, tmp_path: Path
 ) -> None:
+    """The whole local flow the way containers run it: two processes, S3 and DynamoDB over HTTP;
+    raw files read in place, every count the generator's ground truth, KPIs in both stores."""
+    ddb = client("dynamodb", dynamodb_endpoint)
+    create_kpi_tables(ddb)
     truth = generate_batch(
         tmp_path / "in", GeneratorConfig(items=1500, parts=2, seed=3, defect_rate=0.02), batch_id="s3-b1"
     )
     manifest = upload_batch(minio, tmp_path / "in")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    lake = f"s3://{BUCKET}/lake"
-    env = job_env(minio, TMPDIR=str(scratch))
-    command = [sys.executable, "-m", "jobs.validate", "--manifest", manifest, "--lake-root", lake]
-    done = run([*command, "--quarantine-threshold", "0.5"], env, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    env = job_env(
+        minio,
+        dynamodb_endpoint,
+        TMPDIR=str(scratch),
+        ECOM_LAKE_ROOT=f"s3://{BUCKET}/lake",
+        ECOM_DYNAMODB_ORDER_TABLE=ORDER_KPI_TABLE,
+        ECOM_DYNAMODB_CATEGORY_TABLE=CATEGORY_KPI_TABLE,
+    )
+    validated = run(
+        [sys.executable, "-m", "jobs.validate", "--manifest", manifest, "--quarantine-threshold", "0.5"],
+        env,
+        tmp_path,
+    )
+    assert validated.returncode == 0, validated.stderr[-3000:]
     result = read_json(s3, "lake/_results/s3-b1/validate.json")
     assert result["status"] == "SUCCEEDED"
     for name, expected in truth["datasets"].items():
@@ -63,78 +77,58 @@ def test_validate_reads_raw_files_and_writes_delta_in_s3(
             expected["rule_counts"],
         )
         assert got["files"][0]["uri"].startswith(f"s3://{BUCKET}/raw/{name}/")
-        validated = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/validated/{name}")
-        assert validated.count() == expected["rows_valid"] == got["validated_table"]["rows_inserted"]
+        table = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/validated/{name}")
+        assert table.count() == expected["rows_valid"] == got["validated_table"]["rows_inserted"]
         quarantine = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/quarantine/{name}")
         assert quarantine.count() == expected["rows_quarantined"]
     # Spark read the objects in place: no raw file was copied to local disk.
     assert not [p for p in scratch.rglob("*") if p.suffix == ".csv"]
     # container logs are JSON lines
-    json_lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    json_lines = [json.loads(line) for line in validated.stderr.splitlines() if line.startswith("{")]
     assert any("SUCCEEDED" in entry["message"] for entry in json_lines)
 
-
-def test_missing_s3_object_fails_the_batch_visibly(minio: Minio, s3: Any, tmp_path: Path) -> None:
-    missing = f"s3://{BUCKET}/raw/orders/never-arrived.csv"
-    s3.put_object(
-        Bucket=BUCKET,
-        Key="manifests/s3-b2.json",
-        Body=json.dumps({"batch_id": "s3-b2", "files": {"orders": [missing]}}),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "jobs.validate",
-        "--manifest",
-        f"s3://{BUCKET}/manifests/s3-b2.json",
-        "--lake-root",
-        f"s3://{BUCKET}/lake",
-        "--result-uri",
-        f"s3://{BUCKET}/results/s3-b2.json",
-    ]
-    done = run(command, job_env(minio), tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = read_json(s3, "results/s3-b2.json")
-    assert result["status"] == "FAILED"
-    assert result["errors"][0] == f"{missing}: file does not exist: expected a CSV file listed by the batch"
-
-
-def test_validate_then_transform_against_s3_and_dynamodb(
-    minio: Minio, s3: Any, dynamodb_endpoint: str, spark: SparkSession, tmp_path: Path
-) -> None:
-    """The whole local flow the way containers run it: two processes, S3 and DynamoDB over HTTP."""
-    ddb = client("dynamodb", dynamodb_endpoint)
-    create_kpi_tables(ddb)
-    generate_batch(
-        tmp_path / "in",
-        GeneratorConfig(items=1000, parts=2, seed=9, defect_rate=0, warning_rate=0),
-        batch_id="flow-1",
-    )
-    manifest = upload_batch(minio, tmp_path / "in")
-    env = job_env(
-        minio,
-        dynamodb_endpoint,
-        ECOM_LAKE_ROOT=f"s3://{BUCKET}/flow-lake",
-        ECOM_DYNAMODB_ORDER_TABLE=ORDER_KPI_TABLE,
-        ECOM_DYNAMODB_CATEGORY_TABLE=CATEGORY_KPI_TABLE,
-    )
-    for command in (
-        [sys.executable, "-m", "jobs.validate", "--manifest", manifest],
-        [sys.executable, "-m", "jobs.transform", "--batch-id", "flow-1"],
-    ):
-        done = run(command, env, tmp_path)
-        assert done.returncode == 0, done.stderr[-3000:]
-    result = read_json(s3, "flow-lake/_results/flow-1/transform.json")
+    transformed = run([sys.executable, "-m", "jobs.transform", "--batch-id", "s3-b1"], env, tmp_path)
+    assert transformed.returncode == 0, transformed.stderr[-3000:]
+    result = read_json(s3, "lake/_results/s3-b1/transform.json")
     assert result["status"] == "SUCCEEDED"
-    kpi = spark.read.format("delta").load(f"s3a://{BUCKET}/flow-lake/kpi/order_daily")
+    kpi = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/kpi/order_daily")
     delta_dates = sorted(r["order_date"].isoformat() for r in kpi.select("order_date").collect())
-    items = ddb.scan(TableName=ORDER_KPI_TABLE)["Items"]  # ~400 small items: one page
+    items = ddb.scan(TableName=ORDER_KPI_TABLE)["Items"]  # a few hundred small items: one page
     assert sorted(i["order_date"]["S"] for i in items) == delta_dates == result["touched_dates"]
     assert (
         result["outputs"]["category_daily"]["dynamodb"]["puts"] == result["outputs"]["category_daily"]["rows"]
     )
 
 
+def test_missing_s3_object_fails_the_batch_visibly(
+    minio: Minio, s3: Any, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = f"s3://{BUCKET}/raw/orders/never-arrived.csv"
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="manifests/s3-b2.json",
+        Body=json.dumps({"batch_id": "s3-b2", "files": {"orders": [missing]}}),
+    )
+    for name, value in job_env(minio).items():  # the job in this process, its settings from the env
+        if name.startswith(("AWS_", "ECOM_")):
+            monkeypatch.setenv(name, value)
+    argv = [
+        "--manifest",
+        f"s3://{BUCKET}/manifests/s3-b2.json",
+        "--lake-root",
+        f"s3://{BUCKET}/lake",
+        "--result-uri",
+        f"s3://{BUCKET}/results/s3-b2.json",
+        "--log-format",
+        "text",
+    ]
+    assert validate.main(argv, spark=spark) == 0
+    result = read_json(s3, "results/s3-b2.json")
+    assert result["status"] == "FAILED"
+    assert result["errors"][0] == f"{missing}: file does not exist: expected a CSV file listed by the batch"
+
+
+@pytest.mark.slow  # two job processes at once, then a third: a drill (make drills)
 def test_two_jobs_writing_one_lake_at_once_never_both_commit(
     minio: Minio, s3: Any, dynamodb_endpoint: str, spark: SparkSession, tmp_path: Path
 ) -> None:

@@ -35,20 +35,34 @@ def defective_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     return out, truth
 
 
-def test_counts_equal_the_generators_ground_truth(
-    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
-) -> None:
+@pytest.fixture(scope="module")
+def validated(
+    spark: SparkSession,
+    tmp_path_factory: pytest.TempPathFactory,
+    defective_batch: tuple[Path, dict[str, Any]],
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The defective batch validated once into a lake of its own: (lake, result, ground truth). The
+    tests that only read it share it; the re-run test runs the batch again into it and must find
+    nothing changed."""
     out, truth = defective_batch
+    lake = tmp_path_factory.mktemp("validated") / "lake"
     code, result = run_validate(
-        spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
+        spark, lake, "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
     )
     assert code == 0 and result is not None
+    return lake, result, truth
+
+
+def test_counts_equal_the_generators_ground_truth(
+    validated: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    lake, result, truth = validated
     assert result["status"] == "SUCCEEDED"
     for name, expected in truth["datasets"].items():
         got = result["datasets"][name]
         assert {k: got[k] for k in COMPARED} == expected, name
-        assert delta_rows(tmp_path / "lake" / "validated" / name).num_rows == expected["rows_valid"]
-        quarantine = delta_rows(tmp_path / "lake" / "quarantine" / name)
+        assert delta_rows(lake / "validated" / name).num_rows == expected["rows_valid"]
+        quarantine = delta_rows(lake / "quarantine" / name)
         assert quarantine.num_rows == expected["rows_quarantined"]
     # every kind of defect was exercised
     assert set(truth["datasets"]["order_items"]["rule_counts"]) >= {
@@ -67,34 +81,27 @@ def test_counts_equal_the_generators_ground_truth(
 
 
 def test_every_commit_of_a_batch_is_tagged_with_its_id(
-    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+    spark: SparkSession, validated: tuple[Path, dict[str, Any], dict[str, Any]]
 ) -> None:
     """The tables are written side by side from threads; each commit still carries the batch id
     (transform finds a batch's changes by it), the table's creation included. A few thousand rows
     are one data file per table, not one per shuffle partition."""
-    out, _ = defective_batch
-    code, _ = run_validate(
-        spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
-    )
-    assert code == 0
+    lake, _, _ = validated
     for kind in ("validated", "quarantine"):
         for name in ("products", "orders", "order_items"):
-            history = spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'lake' / kind / name}`").collect()
+            history = spark.sql(f"DESCRIBE HISTORY delta.`{lake / kind / name}`").collect()
             tags = {(row["operation"], row["userMetadata"]) for row in history}
             assert tags == {("CREATE TABLE", "demo-0001"), ("WRITE", "demo-0001")}, (kind, name, tags)
-            log = sorted((tmp_path / "lake" / kind / name / "_delta_log").glob("*.json"))
+            log = sorted((lake / kind / name / "_delta_log").glob("*.json"))
             actions = [json.loads(line) for line in log[-1].read_text().splitlines()]
             assert len([a for a in actions if "add" in a]) == 1, (kind, name)
 
 
 def test_quarantine_table_keeps_raw_text_and_reasons(
-    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+    validated: tuple[Path, dict[str, Any], dict[str, Any]],
 ) -> None:
-    out, _ = defective_batch
-    run_validate(
-        spark, tmp_path / "lake", "--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5"
-    )
-    rows = delta_rows(tmp_path / "lake" / "quarantine" / "order_items").to_pylist()
+    lake, _, _ = validated
+    rows = delta_rows(lake / "quarantine" / "order_items").to_pylist()
     bad_price = [r for r in rows if r["_reasons"] == ["type:sale_price"]]
     assert bad_price and all(r["sale_price"] == "abc" for r in bad_price)
     assert all(r["_batch_id"] == "demo-0001" and r["_source_file"].endswith(".csv") for r in rows)
@@ -126,12 +133,13 @@ def _snapshot(lake: Path) -> dict[str, Any]:
 
 
 def test_rerunning_a_batch_changes_nothing(
-    spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
+    spark: SparkSession,
+    defective_batch: tuple[Path, dict[str, Any]],
+    validated: tuple[Path, dict[str, Any], dict[str, Any]],
 ) -> None:
     out, _ = defective_batch
-    lake = tmp_path / "lake"
+    lake, first, _ = validated
     args = ("--manifest", str(out / "manifest.json"), "--quarantine-threshold", "0.5")
-    _, first = run_validate(spark, lake, *args)
     before = _snapshot(lake)
     _, second = run_validate(spark, lake, *args)
     assert _snapshot(lake) == before

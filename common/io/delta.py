@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.errors import SchemaChangeError, StorageError
+from common.io.spark import broadcast_if_small
 from common.io.storage import spark_path
 
 log = logging.getLogger(__name__)
@@ -230,12 +231,19 @@ def upsert(
     keys: list[str],
     changed: str,
     batch_id: str,
+    source_rows: int,
 ) -> WriteOutcome:
-    """Merge ``source`` into the table at ``uri`` by ``keys`` (creating it from ``schema``).
+    """Merge ``source`` (``source_rows`` rows, counted) into the table at ``uri`` by ``keys``
+    (creating it from ``schema``).
 
     Only source rows that change something are merged: a row whose key matches a target row is
     taken only when ``changed`` (a predicate over ``s.`` source and ``t.`` target columns) holds.
     When no row changes anything, nothing is committed, so re-running a batch adds no version.
+    The work is the batch's: the target is first cut down to the rows whose keys the source holds
+    (a semi-join against the source's keys, broadcast when they are few). When there are none,
+    the rows are appended (the MERGE's own outcome, without its join with the whole table);
+    otherwise only the rows that change something go into the MERGE, broadcast from the source's
+    side when small.
 
     Raises:
         StorageError: the table cannot be read or the merge cannot be committed.
@@ -247,16 +255,23 @@ def upsert(
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     try:
         # Source rows whose key exists with the same content, or was written by a later batch,
-        # change nothing: leave them out, so an unchanged batch commits nothing at all.
+        # change nothing: leave them out, so an unchanged batch commits nothing at all. Only the
+        # target rows sharing a key with the source can do that.
+        source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
+        matching = table.toDF().join(source_keys, keys, "left_semi")
+        if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
+            return _append(spark, uri, table, source, batch_id, previous)
         changes = source.alias("s").join(
-            table.toDF().alias("t"), F.expr(f"{on} AND NOT ({changed})"), "left_anti"
+            broadcast_if_small(matching, source_rows).alias("t"),
+            F.expr(f"{on} AND NOT ({changed})"),
+            "left_anti",
         )
         if changes.isEmpty():
             return WriteOutcome(uri, previous, 0, 0, previous)
         with tagged(spark, batch_id):
             (
                 table.alias("t")
-                .merge(changes.alias("s"), on)
+                .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
                 .whenMatchedUpdateAll(condition=changed)
                 .whenNotMatchedInsertAll()
                 .execute()

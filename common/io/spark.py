@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark import SparkContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from common.errors import ConfigurationError
 
@@ -84,6 +87,45 @@ class BatchSize:
         if self.input_bytes is not None:
             return self.input_bytes <= QUICK_JIT_MAX_BYTES
         return self.rows_read is not None and self.rows_read <= QUICK_JIT_MAX_ROWS
+
+
+# A join side of at most this many rows, counted by the job (a batch's keys), is broadcast.
+BROADCAST_MAX_ROWS = 2_000_000
+
+
+def broadcast_if_small(frame: DataFrame, rows: int) -> DataFrame:
+    """``frame`` hinted for a broadcast join when it holds at most :data:`BROADCAST_MAX_ROWS`
+    rows (``rows``: counted, or an upper bound the job knows); else as it is (a shuffle join)."""
+    return F.broadcast(frame) if rows <= BROADCAST_MAX_ROWS else frame
+
+
+def _threshold(megabytes: int) -> str:
+    return f"{megabytes}m" if megabytes > 0 else "-1"
+
+
+_BROADCAST_THRESHOLDS = (
+    "spark.sql.autoBroadcastJoinThreshold",
+    "spark.sql.adaptive.autoBroadcastJoinThreshold",
+)
+
+
+@contextmanager
+def broadcast_only_when_hinted(spark: SparkSession) -> Iterator[None]:
+    """Inside the block, Spark broadcasts only the join sides hinted with :func:`broadcast_if_small`,
+    never one it estimates small: a lake table's compressed files made 5M rows look small, and
+    their hash table did not fit a 2 GB driver (a MERGE failed). The session's own setting is put
+    back afterwards (``jobs.run`` goes on to transform in it)."""
+    saved = {key: spark.conf.get(key, None) for key in _BROADCAST_THRESHOLDS}
+    for key in _BROADCAST_THRESHOLDS:
+        spark.conf.set(key, "-1")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def quick_jit(settings: Settings, size: BatchSize | None) -> bool:
@@ -176,10 +218,8 @@ def auto_heap(limit: int | None, physical: int, most: int = AUTO_HEAP_BOUNDS[1])
     return f"{min(max(heap, AUTO_HEAP_BOUNDS[0]), most) // MIB}m"
 
 
-# A small batch's heap under "auto" (the size :data:`QUICK_JIT` calls small). A larger one made it
-# slower and the collector let the process grow into it: validate at 27k items, 6g against 2g,
-# A/B wall 1.09 (farm-bench -n 4, paired); peak RSS of validate and transform 2.8 and 1.8 GB with
-# 2g, up to 4.0 and 5.0 GB with 6g (make bench). At 10M items 6g ran 12% faster (two runs each).
+# A small batch's heap under "auto" (the size :data:`QUICK_JIT` calls small): a larger one made a
+# small batch slower and let the process grow into it (docs/benchmarks.md has the figures).
 SMALL_BATCH_HEAP = 2 * GIB
 
 
@@ -237,14 +277,12 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
         .config("spark.sql.extensions", DELTA_EXTENSION)
         .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
         # Delta rebuilds a table's snapshot (a Spark job, every time a table is first read) with 50
-        # partitions by default: far too many tasks for logs of a few thousand actions. 2 rather
-        # than the shuffle partitions (8): 27k-item batch, one process, 31.0 -> 29.5 s (farm-bench,
-        # 3 runs each, medians).
+        # partitions by default: far too many tasks for logs of a few thousand actions.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_snapshot_partitions))
         .config("spark.driver.memory", heap)
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.sql.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
-        .config("spark.sql.adaptive.autoBroadcastJoinThreshold", f"{settings.spark_broadcast_mb}m")
+        .config("spark.sql.autoBroadcastJoinThreshold", _threshold(settings.spark_broadcast_mb))
+        .config("spark.sql.adaptive.autoBroadcastJoinThreshold", _threshold(settings.spark_broadcast_mb))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.ansi.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

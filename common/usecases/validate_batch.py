@@ -40,6 +40,7 @@ from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.io.manifest import Batch
 from common.io.results import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
+from common.io.spark import broadcast_if_small, broadcast_only_when_hinted
 from common.usecases import catalog
 from common.usecases.html_report import SAMPLE_PER_RULE
 from common.usecases.side_by_side import run_side_by_side
@@ -134,11 +135,19 @@ def _record(ds: DatasetResult, file_result: FileResult, exc: InputFileError) -> 
     ds.errors.append(str(exc))
 
 
-def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | None:
-    """Valid and quarantined keys of the referenced dataset: this batch plus the lake."""
+def _parent_keys(
+    ctx: _Context, child: Contract, fk: ForeignKey, child_rows: DataFrame, child_count: int
+) -> DataFrame | None:
+    """Valid and quarantined keys of the referenced dataset: this batch plus the lake. Of the
+    lake's tables only the keys the child's rows (``child_rows``, raw, ``child_count`` of them)
+    reference are read into the check, so its cost follows the batch, not the lake."""
     parent_name, parent_column = fk.references.dataset, fk.references.column
     spec = ctx.contracts[parent_name].columns[parent_column]
     key_type = spark_type(spec.type)
+    child_key = typed(clean_text(F.col(fk.column)), child.columns[fk.column]).cast(key_type)
+    referenced = broadcast_if_small(
+        child_rows.select(child_key.alias("key")).where(F.col("key").isNotNull()).distinct(), child_count
+    )
     parent_result = ctx.result.datasets.get(parent_name)
     if parent_result is not None and any(f.error for f in parent_result.files):
         ctx.result.datasets[child.dataset].checks_skipped.append(
@@ -155,15 +164,18 @@ def _parent_keys(ctx: _Context, child: Contract, fk: ForeignKey) -> DataFrame | 
         quarantined.append(this_batch.where(~split).select(F.col(parent_column).alias("key")))
     published = delta.read(ctx.spark, ctx.lake.validated(parent_name))
     if published is not None:
-        valid.append(published.select(F.col(parent_column).alias("key")))
+        keys = published.select(F.col(parent_column).alias("key"))
+        valid.append(keys.join(referenced, "key", "left_semi"))
     held = delta.read(ctx.spark, ctx.lake.quarantine(parent_name))
     if held is not None:
         # Quarantined rows keep their text: parse it exactly like the child's foreign key.
         parsed = typed(clean_text(F.col(parent_column)), spec).cast(key_type)
-        quarantined.append(held.select(parsed.alias("key")))
+        quarantined.append(held.select(parsed.alias("key")).join(referenced, "key", "left_semi"))
     if not valid and not quarantined:
         return ctx.spark.createDataFrame([], f"key {key_type.simpleString()}, parent_valid boolean")
-    return parent_key_states(valid, quarantined)
+    # One row per key: at most the keys the child references plus the batch's own parent rows.
+    bound = child_count + (parent_result.rows_read if parent_result is not None else 0)
+    return broadcast_if_small(parent_key_states(valid, quarantined), bound)
 
 
 def _validate_dataset(ctx: _Context, contract: Contract) -> None:
@@ -194,8 +206,10 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
         ds.status = DatasetStatus.FAILED
         return
     counted_at = time.monotonic()
-    parents = [ParentKeys(fk, _parent_keys(ctx, contract, fk)) for fk in contract.foreign_keys]
     raw_df = read_raw(ctx.spark, checked, contract, multiline, ctx.settings.max_line_bytes)
+    parents = [
+        ParentKeys(fk, _parent_keys(ctx, contract, fk, raw_df, ds.rows_read)) for fk in contract.foreign_keys
+    ]
     annotated = annotate(raw_df, contract, parents, ctx.batch.batch_id, ctx.processing_date)
     annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
     ctx.annotated[name] = annotated
@@ -292,6 +306,7 @@ def _publish_validated(ctx: _Context, lease: LeaseCheck, name: str) -> None:
         contract.primary_key,
         UPDATE_WHEN,
         ctx.batch.batch_id,
+        ds.rows_valid,
     )
     ds.validated_table = outcome.as_dict()
     log.info("%s: validated rows published in %.1fs", name, time.monotonic() - clock)
@@ -362,7 +377,7 @@ def run_validation(
     for name in DATASETS:
         result.rule_descriptions.update(contracts[name].rule_descriptions())
         result.datasets[name] = DatasetResult()
-    with lake_lease(settings, "validate") as lease:
+    with lake_lease(settings, "validate") as lease, broadcast_only_when_hinted(spark):
         try:
             _run(ctx, lease)
         finally:

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from common.generator import GeneratorConfig, generate_batch
+from tests.bench import growth
 
 JOBS = ("baseline", "validate", "transform", "pipeline")
 # `jobs.run` (validate + transform in one process) is the small-batch option: timed only up to here,
@@ -33,14 +34,9 @@ PIPELINE_MAX_ITEMS = 100_000
 SAMPLE_ITEMS = 27_000
 # End to end, as the state machine runs a batch (two processes), and the one-process option.
 E2E_TARGETS = {SAMPLE_ITEMS: 15.0, 1_000_000: 33.0, 5_000_000: 110.0}
-RATIO_TARGET = 1.3  # validate / bare copy at >= 1M items (issue #12; #9 asked for 1.5)
-# The scales above start each run from an empty lake. Day to day, a small batch lands in a lake
-# that holds every earlier batch: the steady-state row times that (validate then transform of a
-# sample-sized batch, two processes) in a copy of the lake the history scale's last run left.
-STEADY_HISTORY_ITEMS = 1_000_000
-STEADY_BATCH_ID = "next"
-# The steady batch's ids start here: past every id of any scale's batch, so every row is new.
-STEADY_FIRST_ID = 50_000_001
+RATIO_TARGET = 1.3  # validate / bare copy at >= 1M items
+# The scales above start each run from an empty lake; day to day, a small batch lands in a lake
+# that holds every earlier one: the lake-growth rows (tests/bench/growth.py) time that.
 
 
 @dataclass
@@ -117,7 +113,9 @@ def delta_log_rows(table: Path) -> int:
         for line in commit.read_text().splitlines():
             action = json.loads(line)
             if "add" in action:
-                live[action["add"]["path"]] = int(json.loads(action["add"]["stats"])["numRecords"])
+                add = action["add"]
+                deleted = int((add.get("deletionVector") or {}).get("cardinality", 0))
+                live[add["path"]] = int(json.loads(add["stats"])["numRecords"]) - deleted
             elif "remove" in action:
                 live.pop(action["remove"]["path"], None)
     return sum(live.values())
@@ -175,14 +173,7 @@ def _time(
     print(f"  {label}  {job:<9} {measurement.seconds:8.1f} s  {measurement.peak_rss_mb:8.0f} MB", flush=True)
 
 
-def history_lake(out: Path, items: int) -> Path:
-    """Where the history scale's last lake is kept for the steady-state row."""
-    return out / "lake" / f"history-{items}"
-
-
-def run_scale(
-    items: int, runs: int, out: Path, spark_master: str, log_dir: Path, keep_lake: bool = False
-) -> ScaleResult:
+def run_scale(items: int, runs: int, out: Path, spark_master: str, log_dir: Path) -> ScaleResult:
     data = out / "data" / f"items-{items}"
     if not (data / "ground_truth.json").exists():
         shutil.rmtree(data, ignore_errors=True)
@@ -206,50 +197,61 @@ def run_scale(
         if "pipeline" in jobs:
             _check_outputs(one_process_lake, "bench", [truth], with_baseline=False)
         shutil.rmtree(one_process_lake, ignore_errors=True)
-        if keep_lake and run == runs - 1:
-            shutil.rmtree(history_lake(out, items), ignore_errors=True)
-            lake.rename(history_lake(out, items))
-        else:
-            shutil.rmtree(lake, ignore_errors=True)
+        shutil.rmtree(lake, ignore_errors=True)
     return result
 
 
-def run_steady(history_items: int, runs: int, out: Path, spark_master: str, log_dir: Path) -> ScaleResult:
-    """Validate then transform a sample-sized batch of new records (two processes, as the state
-    machine runs them) in a copy of the lake ``history_items``' scale left; checked afterwards:
-    the validated tables hold the history's rows and the batch's."""
-    history = history_lake(out, history_items)
-    truths = [json.loads((out / "data" / f"items-{history_items}" / "ground_truth.json").read_text())]
-    data = out / "data" / f"steady-{SAMPLE_ITEMS}"
-    if not (data / "ground_truth.json").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        # a day's batch: orders of the history's last day and the day after (one date overlaps)
-        config = GeneratorConfig(
-            items=SAMPLE_ITEMS,
-            parts=2,
-            seed=43,
-            first_order_id=STEADY_FIRST_ID,
-            first_item_id=STEADY_FIRST_ID,
-            first_product_id=STEADY_FIRST_ID,
-            first_day=729,
-            days=2,
-        )
-        generate_batch(data, config, batch_id=STEADY_BATCH_ID)
-    truths.append(json.loads((data / "ground_truth.json").read_text()))
-    rows_total = sum(d["rows_read"] for d in truths[1]["datasets"].values())
-    result = ScaleResult(SAMPLE_ITEMS, rows_total, {"validate": [], "transform": []})
+def build_history_lake(out: Path, items: int, env: dict[str, str], log_dir: Path) -> Path:
+    """A clean history of ``items`` order items validated and transformed (untimed, logged) by
+    the code under test, so a layout change reaches the history too; checked like a timed run."""
+    data, truth = growth.history_data(out, items)
+    lake = out / "lake" / f"growth-history-{items}"
+    shutil.rmtree(lake, ignore_errors=True)
+    common = ["--manifest", str(data / "manifest.json"), "--lake-root", str(lake)]
+    print(f"  building a lake of {items:,} history items", flush=True)
+    run_measured(
+        [sys.executable, "-m", "jobs.validate", *common], env, log_dir / f"history-{items}-validate.log"
+    )
+    transform = [sys.executable, "-m", "jobs.transform", "--batch-id", growth.HISTORY_BATCH_ID]
+    run_measured([*transform, "--lake-root", str(lake)], env, log_dir / f"history-{items}-transform.log")
+    _check_lake(lake, growth.HISTORY_BATCH_ID, {n: d["rows_valid"] for n, d in truth["datasets"].items()})
+    return lake
+
+
+def _check_lake(lake: Path, batch_id: str, rows: dict[str, int]) -> None:
+    """``batch_id`` validated and transformed, and each validated table holding ``rows``."""
+    result = json.loads((lake / "_results" / batch_id / "validate.json").read_text())
+    assert result["status"] == "SUCCEEDED", result["errors"]
+    for name, expected in rows.items():
+        assert delta_log_rows(lake / "validated" / name) == expected, (name, expected)
+    transform = json.loads((lake / "_results" / batch_id / "transform.json").read_text())
+    assert transform["status"] == "SUCCEEDED" and transform["outputs"]["order_daily"]["rows"] > 0
+
+
+def run_lake_growth(
+    histories: list[int], runs: int, out: Path, spark_master: str, log_dir: Path
+) -> list[growth.GrowthResult]:
     env = _job_env(spark_master)
-    for run in range(runs):
-        lake = out / "lake" / f"steady-run{run}"
-        shutil.rmtree(lake, ignore_errors=True)
-        shutil.copytree(history, lake)
-        commands = _commands(data, STEADY_BATCH_ID, lake, lake)  # no jobs.run here
-        label = f"{SAMPLE_ITEMS:>10,} items into {history_items:,} items' lake  run {run + 1}/{runs}"
-        for job in result.runs:
-            _time(result, job, commands[job], env, log_dir / f"steady-{job}-run{run}.log", label)
-        _check_outputs(lake, STEADY_BATCH_ID, truths, with_baseline=False)
-        shutil.rmtree(lake, ignore_errors=True)
-    return result
+    built: dict[int, Path] = {}
+
+    def timed(command: list[str], log: Path, label: str, job: str) -> Measurement:
+        measurement = run_measured(command, env, log)
+        print(
+            f"  {label}  {job:<9} {measurement.seconds:8.1f} s  {measurement.peak_rss_mb:8.0f} MB", flush=True
+        )
+        return measurement
+
+    def history(items: int) -> Path:
+        built[items] = build_history_lake(out, items, env, log_dir)
+        return built[items]
+
+    try:
+        return growth.run_growth(
+            histories, runs, out, log_dir, timed, history, lambda lake, rows: _check_lake(lake, "day", rows)
+        )
+    finally:
+        for lake in built.values():
+            shutil.rmtree(lake, ignore_errors=True)
 
 
 def _job_figures(r: ScaleResult, job: str) -> dict[str, Any]:
@@ -267,25 +269,11 @@ def _end_to_end(r: ScaleResult) -> dict[str, Any]:
     return {"two_processes_median": round(statistics.median(e2e), 2), "two_processes_min": min(e2e)}
 
 
-def _steady_report(steady: ScaleResult | None, history_items: int) -> dict[str, Any] | None:
-    if steady is None:
-        return None
-    return {
-        "history_items": history_items,
-        "items": steady.items,
-        "rows_total": steady.rows_total,
-        "validate": _job_figures(steady, "validate"),
-        "transform": _job_figures(steady, "transform"),
-        "end_to_end": _end_to_end(steady),
-    }
-
-
 def report(
     results: list[ScaleResult],
     started: dt.datetime,
     runs: int,
-    steady: ScaleResult | None = None,
-    history_items: int = STEADY_HISTORY_ITEMS,
+    growth_results: list[growth.GrowthResult] | None = None,
 ) -> dict[str, Any]:
     scales = []
     for r in results:
@@ -317,7 +305,7 @@ def report(
             "platform": platform.platform(),
         },
         "scales": scales,
-        "steady": _steady_report(steady, history_items),
+        "growth": growth.growth_report(growth_results or []),
         "scaling_5m_over_1m": scaling,
         "targets": {
             "validate_over_baseline_max": RATIO_TARGET,
@@ -330,7 +318,17 @@ def report(
 def markdown(rep: dict[str, Any]) -> str:
     m = rep["machine"]
     lines = [
-        f"Benchmark {rep['started_at']} on {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}",
+        f"Benchmark {rep['started_at']} on {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}"
+    ]
+    if rep["scales"]:
+        lines += _scales_markdown(rep)
+    if rep["growth"]:
+        lines += growth.growth_markdown(rep["growth"])
+    return "\n".join(lines)
+
+
+def _scales_markdown(rep: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "| order items | rows (all datasets) | job | median s | min s | rows/s (median) | peak RSS MB |",
         "|---:|---:|---|---:|---:|---:|---:|",
@@ -358,23 +356,10 @@ def markdown(rep: dict[str, Any]) -> str:
         f"| {s['items']:,} | {s['validate_over_baseline_median']:.2f} | ≤ {RATIO_TARGET} at ≥ 1M |"
         for s in rep["scales"]
     ]
-    steady = rep["steady"]
-    if steady is not None:
-        lines += [
-            "",
-            f"A {steady['items']:,}-item batch of new records into a lake holding the "
-            f"{steady['history_items']:,}-item scale's batch (two processes):",
-            "",
-            "| validate (median s) | transform (median s) | end to end (median s) | peak RSS MB |",
-            "|---:|---:|---:|---:|",
-            f"| {steady['validate']['seconds_median']:.1f} | {steady['transform']['seconds_median']:.1f} | "
-            f"{steady['end_to_end']['two_processes_median']:.1f} | "
-            f"{max(steady[j]['peak_rss_mb_max'] for j in ('validate', 'transform')):,.0f} |",
-        ]
     if rep["scaling_5m_over_1m"]:
         lines += ["", "| job | time(5M) ÷ time(1M) | target |", "|---|---:|---:|"]
         lines += [f"| {job} | {v:.2f} | ≤ 5.5 |" for job, v in rep["scaling_5m_over_1m"].items()]
-    return "\n".join(lines)
+    return lines
 
 
 def run_benchmark(
@@ -382,23 +367,17 @@ def run_benchmark(
     runs: int,
     out: Path,
     spark_master: str,
-    history_items: int = STEADY_HISTORY_ITEMS,
+    histories: tuple[int, ...] | list[int] = growth.HISTORIES,
 ) -> dict[str, Any]:
-    """Time every scale; then, when ``history_items`` is one of them, the steady-state row."""
+    """Time every scale, then the day's batch into a lake of each history size."""
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_dir = out / stamp
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    keep = history_items in scales
-    results = [
-        run_scale(items, runs, out, spark_master, log_dir, keep and items == history_items)
-        for items in scales
-    ]
-    steady = run_steady(history_items, runs, out, spark_master, log_dir) if keep else None
-    if keep:
-        shutil.rmtree(history_lake(out, history_items), ignore_errors=True)
-    rep = report(results, started, runs, steady, history_items)
+    results = [run_scale(items, runs, out, spark_master, log_dir) for items in scales]
+    grown = run_lake_growth(list(histories), runs, out, spark_master, log_dir) if histories else []
+    rep = report(results, started, runs, grown)
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
     text = markdown(rep)
     (run_dir / "report.md").write_text(text + "\n")

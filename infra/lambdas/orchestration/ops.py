@@ -218,7 +218,8 @@ def _print(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The operator's command line (no AWS call is made to build or parse it)."""
     parser = argparse.ArgumentParser(prog="python -m orchestration.ops", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", help="the deployed stack's name (its outputs give the settings)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,7 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("submit", help="batch these raw files now").add_argument("uris", nargs="+")
     drain = sub.add_parser("drain-dlq", help="replay the ingest dead-letter queue")
     drain.add_argument("--queue-url", required=True, help="the stack's IngestDeadLetterQueueUrl output")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         config = (
             config_from_stack(boto3.client("cloudformation"), args.stack) if args.stack else Config.from_env()

@@ -83,3 +83,44 @@ def test_orders_fall_in_the_date_window_asked_for(tmp_path: Path) -> None:
     with (tmp_path / "orders" / "part-00000.csv").open(newline="") as handle:
         days = {row["created_at"][:10] for row in csv.DictReader(handle)}
     assert days == {"2025-12-30", "2025-12-31"}  # 2024-01-01 + 729 days, and the day after
+
+
+def test_corrections_are_new_versions_of_earlier_records_and_leave_the_rest_alone(tmp_path: Path) -> None:
+    """A day's batch with corrections (as the benchmark's lake-growth rows make): earlier orders
+    re-delivered as Returned on the batch's day, earlier products with a new price, at ids drawn
+    from the whole earlier range; every other row is what the seed gives without them."""
+    from jobs.generate import main
+
+    common = ["--items", "400", "--parts", "1", "--clean", "--first-day", "730", "--days", "1"]
+    ids = ["--first-order-id", "5001", "--first-item-id", "9001", "--first-product-id", "801"]
+    assert main(["--out", str(tmp_path / "plain"), *common, *ids]) == 0
+    fixes = ["--order-corrections", "300", "--product-corrections", "40"]
+    assert main(["--out", str(tmp_path / "fixed"), *common, *ids, *fixes]) == 0
+    for name in ("orders", "order_items", "products"):
+        assert (tmp_path / "plain" / name / "part-00000.csv").read_bytes() == (
+            tmp_path / "fixed" / name / "part-00000.csv"
+        ).read_bytes(), name
+    with (tmp_path / "fixed" / "orders" / "part-corrections-orders.csv").open(newline="") as handle:
+        orders = list(csv.DictReader(handle))
+    keys = [int(r["order_id"]) for r in orders]
+    assert len(set(keys)) == 300 and all(1 <= k < 5001 for k in keys)
+    assert min(keys) < 500 and max(keys) > 4500  # spread over the earlier ids, not the newest only
+    assert {r["status"] for r in orders} == {"Returned"}
+    assert {r["created_at"][:10] for r in orders} == {"2025-12-31"}
+    with (tmp_path / "fixed" / "products" / "part-corrections-products.csv").open(newline="") as handle:
+        products = [int(r["id"]) for r in csv.DictReader(handle)]
+    assert len(set(products)) == 40 and all(1 <= k < 801 for k in products)
+    truth = json.loads((tmp_path / "fixed" / "ground_truth.json").read_text())["datasets"]
+    plain = json.loads((tmp_path / "plain" / "ground_truth.json").read_text())["datasets"]
+    assert truth["orders"]["rows_valid"] == plain["orders"]["rows_valid"] + 300
+    assert truth["products"]["rows_valid"] == plain["products"]["rows_valid"] + 40
+    manifest = json.loads((tmp_path / "fixed" / "manifest.json").read_text())
+    assert any(p.endswith("part-corrections-orders.csv") for p in manifest["files"]["orders"])
+
+
+def test_corrections_need_earlier_ids(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from jobs.generate import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--order-corrections", "5"])  # --first-order-id 1: none earlier
+    assert "--order-corrections N needs N earlier ids" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from orchestration import batcher, dispatch
 from orchestration.config import Config
 from tests.aws_stack import RESOURCES, TEMPLATE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
 ASL = (ROOT / "infra" / "statemachine.asl.json").read_text()
 BIN = Path(sys.executable).parent

@@ -352,12 +352,19 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BotocoreStubber, "__call__", locked)
 
 
+@pytest.mark.parametrize(
+    ("batches", "callers", "calls"),
+    [
+        pytest.param(5, 3, 10, id="small"),
+        pytest.param(10, 12, 30, id="full", marks=pytest.mark.slow),  # ~100 s: a drill
+    ],
+)
 def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_a_time(
-    aws: dict[str, Any], atomic_moto: None
+    aws: dict[str, Any], atomic_moto: None, batches: int, callers: int, calls: int
 ) -> None:
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible between AWS calls
-    batch_ids = _pending_batches(aws, 10)
+    batch_ids = _pending_batches(aws, batches)
     stop = threading.Event()
     violations: list[str] = []
 
@@ -371,7 +378,7 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
 
     def invoke(seed: int) -> None:
         rng = random.Random(seed)
-        for _ in range(30):
+        for _ in range(calls):
             if rng.random() < 0.5:  # a stream record, often delivered twice
                 for _ in range(rng.choice([1, 2])):
                     dispatch.handler({"Records": [{"eventName": "MODIFY"}]})
@@ -393,7 +400,7 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
                         _complete(aws, item["batch_id"])
                     aws["sfn"].stop_execution(executionArn=item["execution_arn"])
 
-    threads = [threading.Thread(target=invoke, args=(i,)) for i in range(12)]
+    threads = [threading.Thread(target=invoke, args=(i,)) for i in range(callers)]
     helpers = [threading.Thread(target=monitor), threading.Thread(target=finisher)]
     for thread in threads + helpers:
         thread.start()

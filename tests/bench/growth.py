@@ -1,0 +1,197 @@
+"""The lake-growth rows of `make bench`: the same day's batch into lakes of growing history.
+
+A day's batch (new orders, items and products on the history's last day and the next, plus
+corrections: earlier orders re-delivered as Returned on those days and earlier products with a new
+price, ids drawn at random over the earlier range) is validated and transformed, as two processes,
+in a copy of a lake that holds a clean history of 0, 1M, 5M (and, asked for, 20M) order items over
+two years. Each run is checked afterwards against the generators' ground truth, replayed from the
+Delta log; the figures are reported with their ratio to the empty lake.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.generator import GeneratorConfig, generate_batch
+
+HISTORIES = (0, 1_000_000, 5_000_000)
+LARGEST = 20_000_000  # --with-10m adds it
+DAY_ITEMS = 27_000
+DAY_BATCH_ID = "day"
+HISTORY_BATCH_ID = "history"
+DAY_FIRST_ID = 50_000_001  # past every history id: the day's own rows are all new
+ORDER_CORRECTIONS = 2_000
+PRODUCT_CORRECTIONS = 500
+DAY_PRODUCTS = 500
+# Corrections pick ids below these: held by every non-empty history (1M items: ~400k orders,
+# 100k products), so they are updates there and inserts into the empty lake.
+CORRECTED_ORDERS_BELOW = 300_000
+CORRECTED_PRODUCTS_BELOW = 50_000
+
+
+@dataclass
+class GrowthResult:
+    history_items: int
+    validate: list[float] = field(default_factory=list)
+    transform: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    @property
+    def end_to_end(self) -> list[float]:
+        return [round(v + t, 2) for v, t in zip(self.validate, self.transform, strict=True)]
+
+
+def day_config() -> GeneratorConfig:
+    return GeneratorConfig(
+        items=DAY_ITEMS,
+        parts=2,
+        seed=43,
+        first_order_id=DAY_FIRST_ID,
+        first_item_id=DAY_FIRST_ID,
+        first_product_id=DAY_FIRST_ID,
+        products=DAY_PRODUCTS,
+        first_day=729,
+        days=2,
+        order_corrections=ORDER_CORRECTIONS,
+        product_corrections=PRODUCT_CORRECTIONS,
+        order_corrections_below=CORRECTED_ORDERS_BELOW,
+        product_corrections_below=CORRECTED_PRODUCTS_BELOW,
+    )
+
+
+def _generated(data: Path, config: GeneratorConfig, batch_id: str) -> dict[str, Any]:
+    if not (data / "ground_truth.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        generate_batch(data, config, batch_id=batch_id)
+    return dict(json.loads((data / "ground_truth.json").read_text()))
+
+
+def expected_rows(history: dict[str, Any] | None, day: dict[str, Any]) -> dict[str, int]:
+    """Rows each validated table holds after the day's batch: the clean history's, the day's, less
+    the corrections that replaced a history row (every corrected id is in a non-empty history)."""
+    updates = {"orders": ORDER_CORRECTIONS, "products": PRODUCT_CORRECTIONS, "order_items": 0}
+    out = {}
+    for name, truth in day["datasets"].items():
+        before = history["datasets"][name]["rows_valid"] if history else 0
+        out[name] = before + truth["rows_valid"] - (updates[name] if history else 0)
+    return out
+
+
+def run_growth(
+    histories: list[int],
+    runs: int,
+    out: Path,
+    log_dir: Path,
+    timed: Any,
+    history_lake: Any,
+    check: Any,
+) -> list[GrowthResult]:
+    """Time the day's batch into each history's lake. ``timed(command, log) -> Measurement``,
+    ``history_lake(items) -> Path`` (a validated and transformed clean history, built by the caller),
+    ``check(lake, expected_rows)``: the bench's own runner, lake builder and output check."""
+    day_data = out / "data" / f"day-{DAY_ITEMS}"
+    day = _generated(day_data, day_config(), DAY_BATCH_ID)
+    results = []
+    for items in histories:
+        history_truth = None
+        source = None
+        if items:
+            source = history_lake(items)
+            history_truth = json.loads((out / "data" / f"history-{items}" / "ground_truth.json").read_text())
+        result = GrowthResult(items)
+        for run in range(runs):
+            lake = out / "lake" / f"growth-{items}-run{run}"
+            shutil.rmtree(lake, ignore_errors=True)
+            if source is not None:
+                shutil.copytree(source, lake)
+            label = f"day batch into a lake of {items:>10,} items  run {run + 1}/{runs}"
+            for job, command in _commands(day_data, lake).items():
+                measured = timed(command, log_dir / f"growth-{items}-{job}-run{run}.log", label, job)
+                getattr(result, job).append(measured.seconds)
+                result.peak_rss_mb = max(result.peak_rss_mb, measured.peak_rss_mb)
+            check(lake, expected_rows(history_truth, day))
+            shutil.rmtree(lake, ignore_errors=True)
+        results.append(result)
+    return results
+
+
+def history_config(items: int) -> GeneratorConfig:
+    """A clean history over two years (every id valid, so every correction is an update)."""
+    return GeneratorConfig(
+        items=items, parts=max(2, min(16, items // 500_000)), seed=41, defect_rate=0.0, warning_rate=0.0
+    )
+
+
+def history_data(out: Path, items: int) -> tuple[Path, dict[str, Any]]:
+    data = out / "data" / f"history-{items}"
+    return data, _generated(data, history_config(items), HISTORY_BATCH_ID)
+
+
+def _commands(data: Path, lake: Path) -> dict[str, list[str]]:
+    import sys
+
+    return {
+        "validate": [
+            sys.executable,
+            "-m",
+            "jobs.validate",
+            "--manifest",
+            str(data / "manifest.json"),
+            "--lake-root",
+            str(lake),
+        ],
+        "transform": [
+            sys.executable,
+            "-m",
+            "jobs.transform",
+            "--batch-id",
+            DAY_BATCH_ID,
+            "--lake-root",
+            str(lake),
+        ],
+    }
+
+
+def growth_report(results: list[GrowthResult]) -> list[dict[str, Any]]:
+    empty = next((r for r in results if r.history_items == 0), None)
+    base = statistics.median(empty.end_to_end) if empty else None
+    rows = []
+    for r in results:
+        e2e = statistics.median(r.end_to_end)
+        rows.append(
+            {
+                "history_items": r.history_items,
+                "validate_median": statistics.median(r.validate),
+                "transform_median": statistics.median(r.transform),
+                "end_to_end_median": e2e,
+                "end_to_end_all": r.end_to_end,
+                "ratio_to_empty": round(e2e / base, 3) if base else None,
+                "peak_rss_mb_max": r.peak_rss_mb,
+            }
+        )
+    return rows
+
+
+def growth_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        f"The same day's batch ({DAY_ITEMS:,} new items, {DAY_PRODUCTS} new products, "
+        f"{ORDER_CORRECTIONS:,} orders and {PRODUCT_CORRECTIONS} products corrected) into lakes of "
+        "growing history (two processes, medians):",
+        "",
+        "| history in the lake (order items) | validate s | transform s | end to end s | ÷ empty lake "
+        "| peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = "-" if r["ratio_to_empty"] is None else f"{r['ratio_to_empty']:.2f}"
+        lines.append(
+            f"| {r['history_items']:,} | {r['validate_median']:.1f} | {r['transform_median']:.1f} | "
+            f"{r['end_to_end_median']:.1f} | {ratio} | {r['peak_rss_mb_max']:,.0f} |"
+        )
+    return lines

@@ -1,0 +1,307 @@
+"""The state machine's failure paths on moto's Step Functions, each container's outcome scripted (no JVM)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from orchestration import ops
+from orchestration.dispatch import Dispatcher
+from tests.aws_stack import BUCKET, CHUNKS_TABLE, Stack, create_stack, dispatch_tick, lambda_config
+from tests.sfn_harness import (
+    REGION,
+    Fargate,
+    emulate_ecs_run_task_sync,
+    environment,
+    read_sdk_streams,
+    states_entered,
+    wait_for_execution,
+)
+
+# -- failure paths, with scripted containers ------------------------------------------------------
+# The jobs' own behaviour is proven in tests/test_state_machine.py (the real jobs in the containers)
+# and in their own tests; here each container's outcome is scripted (an exit code, and what the
+# real job would have written), so every path is cheap.
+
+Script = dict[str, list[Any]]
+
+
+@pytest.fixture
+def scripted(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Stack, Fargate, Script]]:
+    """The stack in the two-task layout unless a test asks for another (``indirect``)."""
+    script: Script = {"validate": [], "transform": [], "run": []}
+
+    def run(job: str, args: list[str], env: dict[str, str]) -> int:
+        step = script[job].pop(0) if script[job] else 99  # 99: a run the test did not expect
+        return int(step(env) if callable(step) else step)
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        layout = getattr(request, "param", "two-tasks")
+        stack = create_stack({"ECOM_LAKE_ROOT": "s3://ecom-data/lake"}, layout=layout)
+        with Fargate(stack.ecs, run) as fargate:
+            emulate_ecs_run_task_sync(monkeypatch, fargate)
+            read_sdk_streams(monkeypatch)
+            yield stack, fargate, script
+
+
+def _validated(status: str = "SUCCEEDED", summary: bool = True, code: int = 0) -> Any:
+    """What the validate job writes before it exits 0 (``code``: jobs.run exits 4 after a FAILED
+    one): its result, then the summary beside it."""
+
+    def write(env: dict[str, str]) -> int:
+        s3 = boto3.client("s3", region_name=REGION)
+        key = env["ECOM_RESULT_URI"].removeprefix(f"s3://{BUCKET}/")
+        body = {"batch_id": env["ECOM_BATCH_ID"], "status": status, "errors": [], "datasets": {}}
+        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
+        if summary:
+            s3.put_object(
+                Bucket=BUCKET, Key=key.replace(".json", ".summary.json"), Body=json.dumps(body).encode()
+            )
+        return code
+
+    return write
+
+
+def _queue(stack: Stack, batch_id: str) -> None:
+    item = {
+        "batch_id": batch_id,
+        "files": [f"s3://{BUCKET}/raw/orders/x.csv"],
+        "status": "pending",
+        "attempt": 0,
+    }
+    boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE).put_item(Item=item)
+
+
+def _run(stack: Stack, batch_id: str) -> tuple[str, dict[str, Any]]:
+    _queue(stack, batch_id)
+    arn = dispatch_tick(stack)
+    return arn, wait_for_execution(stack.sfn, arn)
+
+
+@pytest.mark.parametrize(("job", "code"), [("validate", 2), ("transform", 2), ("transform", 3)])
+def test_a_job_that_rejects_its_input_or_configuration_is_not_retried(
+    scripted: tuple[Stack, Fargate, Script], job: str, code: int
+) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [code] if job == "validate" else [_validated()]
+    script["transform"] = [code]
+    _, execution = _run(stack, "20261122T060000Z-rejected")
+    assert execution["status"] == "FAILED"
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs][-1] == (job, code)
+    assert [r["job"] for r in fargate.runs].count(job) == 1  # not retried
+    batch = stack.batch("20261122T060000Z-rejected")
+    assert (batch["status"], batch["failed_step"]) == ("failed", job.capitalize())
+    assert batch["failure"].startswith(f"JobRejected: the {job} container exited with code {code}")
+    [alert] = stack.alerts()
+    assert f"failed at step {job.capitalize()}. Error: JobRejected" in alert["Message"]
+
+
+def test_a_crashed_transform_is_retried_and_the_batch_completes(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [1, 0]
+    arn, execution = _run(stack, "20261122T070000Z-flaky")
+    assert execution["status"] == "SUCCEEDED"
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [
+        ("validate", 0),
+        ("transform", 1),
+        ("transform", 0),
+    ]
+    assert "TransformBackoff" in states_entered(stack.sfn, arn)
+    assert stack.batch("20261122T070000Z-flaky")["status"] == "completed" and stack.alerts() == []
+
+
+def test_a_missing_summary_fails_at_read_result(scripted: tuple[Stack, Fargate, Script]) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [_validated(summary=False)]  # exit 0, but nothing for the state machine
+    _, execution = _run(stack, "20261122T080000Z-nosummary")
+    assert execution["status"] == "FAILED"
+    batch = stack.batch("20261122T080000Z-nosummary")
+    assert (batch["status"], batch["failed_step"]) == ("failed", "ReadValidationResult")
+    assert [r["job"] for r in fargate.runs] == ["validate"] and len(stack.alerts()) == 1
+
+
+def test_mark_completed_retried_after_its_write_landed_still_completes(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """The first MarkCompleted write lands but its answer is lost; the retry must not turn a good
+    batch into a failed one (here: the item is already 'completed' by this execution)."""
+    stack, _, script = scripted
+    batch_id = "20261122T090000Z-landed"
+
+    def transform_then_complete(env: dict[str, str]) -> int:
+        table = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE)
+        table.update_item(
+            Key={"batch_id": batch_id},
+            UpdateExpression="SET #s = :c",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":c": "completed"},
+        )
+        return 0
+
+    script["validate"] = [_validated()]
+    script["transform"] = [transform_then_complete]
+    _, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED"
+    assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
+
+
+def test_an_execution_started_outside_the_queue_cannot_record_an_outcome(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """The old README way (start-execution by hand with a made-up batch id): the jobs run, but no
+    chunk item is created or overwritten, and the alert says why."""
+    stack, _, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    config = lambda_config(stack)
+    from orchestration.dispatch import execution_input
+
+    arn = stack.sfn.start_execution(
+        stateMachineArn=stack.state_machine_arn,
+        name="manual-1",
+        input=json.dumps(execution_input("manual-1", config)),
+    )["executionArn"]
+    assert wait_for_execution(stack.sfn, arn)["status"] == "FAILED"
+    items = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE).scan()["Items"]
+    assert items == []  # no junk item
+    [alert] = stack.alerts()
+    assert "failed at step MarkCompleted" in alert["Message"] and "ConditionalCheckFailed" in alert["Message"]
+
+
+def test_a_failed_batch_rerun_through_the_queue_completes_as_a_new_attempt(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, _, script = scripted
+    batch_id = "20261122T100000Z-rerun"
+    script["validate"] = [1, 1, 1]
+    first, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED" and stack.batch(batch_id)["status"] == "failed"
+    table = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE)
+    # the next tick settles the ended execution and releases the lock
+    Dispatcher(
+        boto3.resource("dynamodb", region_name=REGION), stack.sfn, stack.s3, lambda_config(stack)
+    ).tick()
+    ops.requeue(table, batch_id, time.time())
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    second = dispatch_tick(stack)
+    assert second != first and second.endswith(f"{batch_id}-a2")
+    assert wait_for_execution(stack.sfn, second)["status"] == "SUCCEEDED"
+    batch = stack.batch(batch_id)
+    assert (batch["status"], batch["attempt"]) == ("completed", 2)
+    assert [h["execution_arn"] for h in batch["history"]] == [first]
+    assert batch["history"][0]["failed_step"] == "Validate"
+
+
+def test_a_task_failing_after_its_retries_is_caught(scripted: tuple[Stack, Fargate, Script]) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [1, 1, 1]
+    batch_id = "20261122T030000Z-crash"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED"
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [
+        ("validate", 1)
+    ] * 3  # first try + 2 retries
+    assert states_entered(stack.sfn, arn)[-8:] == [
+        "ValidateExitCode",
+        "ValidateCrashed",
+        "ValidateCanRetry",
+        "ValidateFailed",
+        "DescribeFailure",
+        "MarkFailed",
+        "NotifyFailure",
+        "Failed",
+    ]
+    batch = stack.batch(batch_id)
+    assert (batch["status"], batch["failed_step"]) == ("failed", "Validate")
+    assert (
+        batch["failure"] == "JobCrashed: the validate container exited with code 1 (unexpected: see its log)"
+    )
+    [alert] = stack.alerts()
+    assert f"Batch {batch_id} failed at step Validate. Error: JobCrashed" in alert["Message"]
+
+
+def test_containers_get_exactly_the_settings_the_jobs_read(scripted: tuple[Stack, Fargate, Script]) -> None:
+    """Contract: names the state machine passes == names the jobs read, with the values they need."""
+    from common.settings import load_settings
+
+    stack, fargate, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    batch_id = "20261122T040000Z-env"
+    _, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED"
+    validate_env, transform_env = fargate.runs[0]["env"], fargate.runs[1]["env"]
+    for env in (validate_env, transform_env):
+        with environment(env):
+            settings = load_settings([])
+        fields = {f"ECOM_{name.upper()}" for name in type(settings).model_fields}
+        assert set(env) <= fields, f"names no job reads: {set(env) - fields}"
+    with environment(validate_env):
+        settings = load_settings([])
+    assert settings.batch_id == batch_id
+    assert settings.manifest == f"s3://{BUCKET}/manifests/{batch_id}.json"
+    assert settings.result_uri == f"s3://{BUCKET}/results/{batch_id}/validate.json"
+    with environment(transform_env):
+        settings = load_settings([])
+    assert settings.validation_result == f"s3://{BUCKET}/results/{batch_id}/validate.json"
+
+
+@pytest.mark.parametrize("scripted", ["one-task"], indirect=True)
+def test_one_task_layout_completes_a_batch_jobs_run_did_both_for(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, fargate, script = scripted
+    script["run"] = [_validated()]
+    batch_id = "20261122T010000Z-ok"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED"
+    assert states_entered(stack.sfn, arn) == [
+        "Start",
+        "Validate",
+        "ReadValidationResult",
+        "CheckValidationStatus",
+        "MarkCompleted",
+        "Done",
+    ]
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("run", 0)]
+    assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
+
+
+@pytest.mark.parametrize("scripted", ["one-task"], indirect=True)
+def test_one_task_layout_reads_jobs_runs_exit_4_as_a_failed_result(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """jobs.run exits 4 after writing a FAILED result: not retried, the summary is read, the
+    alert says why and names the report."""
+    stack, fargate, script = scripted
+    script["run"] = [_validated("FAILED", code=4)]
+    batch_id = "20261122T020000Z-bad"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED"
+    entered = states_entered(stack.sfn, arn)
+    assert entered[-6:] == [
+        "DataQualityFailed",
+        "ValidateResultFailed",
+        "DescribeFailure",
+        "MarkFailed",
+        "NotifyFailure",
+        "Failed",
+    ]
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("run", 4)]
+    batch = stack.batch(batch_id)
+    assert (batch["status"], batch["failed_step"]) == ("failed", "CheckValidationStatus")
+    [alert] = stack.alerts()
+    assert f"Batch {batch_id} failed at step CheckValidationStatus" in alert["Message"]
+    assert f"Report: s3://{BUCKET}/results/{batch_id}/report.html" in alert["Message"]
