@@ -10,6 +10,7 @@ Delta log; the figures are reported with their ratio to the empty lake.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import statistics
@@ -28,8 +29,8 @@ DAY_FIRST_ID = 50_000_001  # past every history id: the day's own rows are all n
 ORDER_CORRECTIONS = 2_000
 PRODUCT_CORRECTIONS = 500
 DAY_PRODUCTS = 500
-# Corrections pick ids below these: held by every non-empty history (1M items: ~400k orders,
-# 100k products), so they are updates there and inserts into the empty lake.
+# Corrections pick ids below these: held by every history of 1M items or more (1M items: ~400k
+# orders, 100k products), so they are updates there and inserts into the empty lake.
 CORRECTED_ORDERS_BELOW = 300_000
 CORRECTED_PRODUCTS_BELOW = 50_000
 
@@ -71,14 +72,24 @@ def _generated(data: Path, config: GeneratorConfig, batch_id: str) -> dict[str, 
     return dict(json.loads((data / "ground_truth.json").read_text()))
 
 
-def expected_rows(history: dict[str, Any] | None, day: dict[str, Any]) -> dict[str, int]:
+def _corrected_ids(day_data: Path, name: str) -> list[int]:
+    key = "order_id" if name == "orders" else "id"
+    path = day_data / name / f"part-corrections-{name}.csv"
+    with path.open(newline="") as handle:
+        return [int(row[key]) for row in csv.DictReader(handle)]
+
+
+def expected_rows(history: dict[str, Any] | None, day: dict[str, Any], day_data: Path) -> dict[str, int]:
     """Rows each validated table holds after the day's batch: the clean history's, the day's, less
-    the corrections that replaced a history row (every corrected id is in a non-empty history)."""
-    updates = {"orders": ORDER_CORRECTIONS, "products": PRODUCT_CORRECTIONS, "order_items": 0}
+    the corrections that replaced a history row. A clean history's ids run from 1 with no gaps,
+    so a corrected id is in it when it is at most the history's row count."""
     out = {}
     for name, truth in day["datasets"].items():
         before = history["datasets"][name]["rows_valid"] if history else 0
-        out[name] = before + truth["rows_valid"] - (updates[name] if history else 0)
+        replaced = 0
+        if name in ("orders", "products"):
+            replaced = sum(1 for key in _corrected_ids(day_data, name) if key <= before)
+        out[name] = before + truth["rows_valid"] - replaced
     return out
 
 
@@ -114,7 +125,7 @@ def run_growth(
                 measured = timed(command, log_dir / f"growth-{items}-{job}-run{run}.log", label, job)
                 getattr(result, job).append(measured.seconds)
                 result.peak_rss_mb = max(result.peak_rss_mb, measured.peak_rss_mb)
-            check(lake, expected_rows(history_truth, day))
+            check(lake, expected_rows(history_truth, day, day_data))
             shutil.rmtree(lake, ignore_errors=True)
         results.append(result)
     return results
