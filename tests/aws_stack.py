@@ -225,6 +225,17 @@ def create_stack(job_env: dict[str, str], retry_interval: int = 1, layout: str =
     return Stack(s3, ddb, sfn, ecs, sqs, arn, queue_url, lambda_env)
 
 
+# The states a batch whose data failed its checks ends with, in either layout.
+DATA_QUALITY_FAILED = [
+    "DataQualityFailed",
+    "ValidateResultFailed",
+    "DescribeFailure",
+    "MarkFailed",
+    "NotifyFailure",
+    "Failed",
+]
+
+
 def lambda_config(stack: Stack) -> Config:
     return Config(
         ingestion_table="unused",

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
 from jobs import run, transform, validate
-from tests.aws_stack import BUCKET, CHUNKS_TABLE, Stack, create_stack, dispatch_tick
+from tests.aws_stack import BUCKET, CHUNKS_TABLE, DATA_QUALITY_FAILED, Stack, create_stack, dispatch_tick
 from tests.conftest import read_s3_with
 from tests.moto_server import moto_server
 from tests.sfn_harness import (
@@ -132,14 +132,7 @@ def test_data_quality_failure_marks_the_batch_failed_and_alerts_with_the_summary
     execution = wait_for_execution(stack.sfn, arn)
     assert execution["status"] == "FAILED"
     entered = states_entered(stack.sfn, arn)
-    assert entered[-6:] == [
-        "DataQualityFailed",
-        "ValidateResultFailed",
-        "DescribeFailure",
-        "MarkFailed",
-        "NotifyFailure",
-        "Failed",
-    ]
+    assert entered[-len(DATA_QUALITY_FAILED) :] == DATA_QUALITY_FAILED
     assert "Transform" not in entered and [(r["job"], r["exit_code"]) for r in agent.runs] == [
         ("validate", 0)
     ]

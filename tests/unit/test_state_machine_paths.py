@@ -13,7 +13,15 @@ from moto import mock_aws
 
 from orchestration import ops
 from orchestration.dispatch import Dispatcher
-from tests.aws_stack import BUCKET, CHUNKS_TABLE, Stack, create_stack, dispatch_tick, lambda_config
+from tests.aws_stack import (
+    BUCKET,
+    CHUNKS_TABLE,
+    DATA_QUALITY_FAILED,
+    Stack,
+    create_stack,
+    dispatch_tick,
+    lambda_config,
+)
 from tests.sfn_harness import (
     REGION,
     Fargate,
@@ -291,14 +299,7 @@ def test_one_task_layout_reads_jobs_runs_exit_4_as_a_failed_result(
     arn, execution = _run(stack, batch_id)
     assert execution["status"] == "FAILED"
     entered = states_entered(stack.sfn, arn)
-    assert entered[-6:] == [
-        "DataQualityFailed",
-        "ValidateResultFailed",
-        "DescribeFailure",
-        "MarkFailed",
-        "NotifyFailure",
-        "Failed",
-    ]
+    assert entered[-len(DATA_QUALITY_FAILED) :] == DATA_QUALITY_FAILED
     assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("run", 4)]
     batch = stack.batch(batch_id)
     assert (batch["status"], batch["failed_step"]) == ("failed", "CheckValidationStatus")
