@@ -152,6 +152,32 @@ class Settings(BaseSettings):
     )
     glue_endpoint_url: str | None = Field(default=None, description="Glue endpoint (local testing).")
 
+    # --- lake maintenance (jobs.maintain) -----------------------------------------------------
+    maintain_keep_batches: int = Field(
+        default=10,
+        ge=0,
+        description="Batches whose re-run maintenance keeps possible: VACUUM keeps every version back to "
+        "the one before the oldest of a table's last N batches (transform's time travel needs it).",
+    )
+    maintain_min_retention_hours: int = Field(
+        default=168,
+        ge=0,
+        description="VACUUM keeps at least this many hours of history, whatever the batches (readers of "
+        "an older snapshot, e.g. a long Athena query). Delta's own default: 168.",
+    )
+    maintain_target_file_mb: int = Field(
+        default=64,
+        ge=1,
+        description="Compaction's target data-file size (MiB): smaller files are packed together up to "
+        "it. Small enough that a MERGE touching a few rows rewrites little.",
+    )
+    maintain_min_files: int = Field(
+        default=8,
+        ge=1,
+        description="Compact a table only when it holds at least this many more files than its size "
+        "needs at the target size (compaction rewrites its small files: not every day for one new file).",
+    )
+
     # --- runtime ------------------------------------------------------------------------------
     spark_master: str | None = Field(
         default=None,

@@ -16,7 +16,7 @@ from moto import mock_aws
 from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
-from jobs import transform
+from jobs import maintain, transform
 from tests import reference_kpis
 from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
 from tests.aws_stack import ORDER_KPI_TABLE as ORDER_TABLE
@@ -201,3 +201,89 @@ def _category_rows(lake: Path) -> Any:
         .drop(["computed_at"])
         .sort_by([("category", "ascending"), ("order_date", "ascending")])
     )
+
+
+TABLES = [
+    *(
+        f"{kind}/{name}"
+        for kind in ("validated", "quarantine")
+        for name in ("products", "orders", "order_items")
+    ),
+    "kpi/order_daily",
+    "kpi/category_daily",
+]
+
+
+def _state(spark: SparkSession, lake: Path) -> dict[str, list[str]]:
+    """Every table's rows (the KPI rows' computation stamps left out: a re-run restamps them)."""
+    out = {}
+    for name in TABLES:
+        frame = spark.read.format("delta").load(str(lake / name)).drop("computed_at")
+        if name.startswith("kpi/"):
+            frame = frame.drop("batch_id")
+        out[name] = sorted(json.dumps(r.asDict(), default=str, sort_keys=True) for r in frame.collect())
+    return out
+
+
+def _versions(lake: Path) -> dict[str, int]:
+    return {
+        name: max(int(p.stem) for p in (lake / name / "_delta_log").glob("*.json"))
+        for name in [*TABLES, "_runs"]
+    }
+
+
+def _data_files(lake: Path, name: str) -> int:
+    spark = SparkSession.getActiveSession()
+    assert spark is not None
+    return len(spark.read.format("delta").load(str(lake / name)).inputFiles())
+
+
+def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_nothing(
+    spark: SparkSession, tmp_path: Path, three_batches: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    lake = tmp_path / "lake"
+    touched = {}
+    for batch_id, manifest in three_batches["batches"]:
+        code, result = run_validate(spark, lake, "--manifest", manifest)
+        assert code == 0 and result is not None and result["status"] == "SUCCEEDED", batch_id
+        assert run_transform(spark, lake, "--batch-id", batch_id) == 0, batch_id
+        touched[batch_id] = json.loads((lake / "_results" / batch_id / "transform.json").read_text())[
+            "touched_dates"
+        ]
+    assert three_batches["moved_from"] in touched["b3"]  # b3 moved an order away from that date
+    state = _state(spark, lake)
+    files = {name: _data_files(lake, name) for name in TABLES}
+    assert files["validated/order_items"] >= 2  # b1's items and b2's
+    maintain_args = ["--lake-root", str(lake), "--maintain-min-files", "1", "--maintain-keep-batches", "2"]
+    capfd.readouterr()
+
+    assert maintain.main(maintain_args, spark=spark) == 0
+    assert "Maintenance maintain-" in capfd.readouterr().out
+    assert _state(spark, lake) == state
+    # Each table is far below the target file size: one file (none for the empty quarantine).
+    assert {name: _data_files(lake, name) for name in TABLES} == {n: min(files[n], 1) for n in TABLES}
+    ledger = spark.read.format("delta").load(str(lake / "_runs")).where("job = 'maintain'").collect()
+    assert len(ledger) == 1
+    counts = ledger[0]["dataset_counts"]["validated/order_items"]
+    assert (counts["files_before"], counts["files_after"]) == (files["validated/order_items"], 1)
+
+    versions = _versions(lake)
+    assert maintain.main(maintain_args, spark=spark) == 0
+    assert "nothing to do" in capfd.readouterr().out
+    assert _versions(lake) == versions  # not even a ledger row
+
+    # The last two batches re-run after maintenance give the same tables; the last one finds the
+    # same dates, the one its correction moved an order away from included (by time travel).
+    for batch_id in ("b2", "b3"):
+        assert run_validate(spark, lake, "--manifest", dict(three_batches["batches"])[batch_id])[0] == 0
+        assert run_transform(spark, lake, "--batch-id", batch_id) == 0
+    rerun = json.loads((lake / "_results" / "b3" / "transform.json").read_text())
+    assert rerun["touched_dates"] == touched["b3"]
+    assert _state(spark, lake) == state
+
+    # What kept them possible: with no history kept, VACUUM deletes the files of the version
+    # before b3, and b3's transform can no longer find the date its correction moved away from.
+    no_history = [*maintain_args, "--maintain-keep-batches", "0", "--maintain-min-retention-hours", "0"]
+    assert maintain.main(no_history, spark=spark) == 0
+    assert "done" in capfd.readouterr().out
+    assert run_transform(spark, lake, "--batch-id", "b3") == 1

@@ -7,6 +7,7 @@ rows into the driver.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -378,20 +379,156 @@ def version_before_batch(spark: SparkSession, uri: str, batch_id: str) -> int | 
     """
     if not exists(spark, uri):
         return None
-    try:
-        # One row per commit: small, and read from the log, not the data.
-        history = (
-            DeltaTable.forPath(spark, spark_path(uri))
-            .history()
-            .select("version", "operation", "userMetadata")
-        )
-        commits = {int(r["version"]): (r["operation"], r["userMetadata"]) for r in history.collect()}
-    except _ERRORS as exc:
-        raise StorageError(f"cannot read the history of {uri}: {exc}") from exc
-    mine = [version for version, (_, tag) in commits.items() if tag == batch_id]
+    history = commits(spark, uri)
+    mine = [c.version for c in history if c.batch_id == batch_id]
     if not mine or min(mine) == 0:
         return None
     before = min(mine) - 1
-    if before == 0 and commits.get(0, ("", None))[0] == "CREATE TABLE":
+    if before == 0 and history[0].version == 0 and history[0].operation == "CREATE TABLE":
         return None
     return before
+
+
+# --- upkeep: compaction, VACUUM, file statistics ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One entry of a table's history."""
+
+    version: int
+    timestamp: dt.datetime  # when it was committed (UTC)
+    operation: str
+    batch_id: str | None  # the tag of :func:`tagged`; None for untagged commits (e.g. maintenance)
+
+
+def commits(spark: SparkSession, uri: str) -> list[Commit]:
+    """Every commit the table's log still holds, oldest first (read from the log, not the data).
+
+    Raises:
+        StorageError: the history cannot be read.
+    """
+    try:
+        rows = (
+            DeltaTable.forPath(spark, spark_path(uri))
+            .history()
+            .select("version", "timestamp", "operation", "userMetadata")
+            .collect()
+        )
+    except _ERRORS as exc:
+        raise StorageError(f"cannot read the history of {uri}: {exc}") from exc
+    out = [
+        Commit(int(r["version"]), _utc(r["timestamp"]), str(r["operation"]), r["userMetadata"]) for r in rows
+    ]
+    return sorted(out, key=lambda c: c.version)
+
+
+def _utc(stamp: dt.datetime) -> dt.datetime:
+    # The session's time zone is UTC (build_spark): a naive timestamp from Spark is UTC.
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class TableDetail:
+    files: int  # data files of the current version
+    bytes: int  # their total size
+    properties: dict[str, str]  # TBLPROPERTIES
+
+
+def describe(spark: SparkSession, uri: str) -> TableDetail:
+    """The table's current files, size and properties (``DESCRIBE DETAIL``: read from the log).
+
+    Raises:
+        StorageError: the table cannot be read.
+    """
+    try:
+        row = (
+            spark.sql(f"DESCRIBE DETAIL delta.`{spark_path(uri)}`")
+            .select("numFiles", "sizeInBytes", "properties")
+            .first()
+        )
+    except _ERRORS as exc:
+        raise StorageError(f"cannot describe Delta table {uri}: {exc}") from exc
+    assert row is not None
+    return TableDetail(int(row["numFiles"] or 0), int(row["sizeInBytes"] or 0), dict(row["properties"] or {}))
+
+
+@contextmanager
+def _session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
+    before = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+def compact(spark: SparkSession, uri: str, target_bytes: int) -> int:
+    """Bin-pack the table's files smaller than ``target_bytes`` into files of up to that size
+    (``OPTIMIZE``). Files already that large are left alone, and so is a table with nothing to
+    pack: Delta then commits nothing. Returns the number of files it replaced.
+
+    Raises:
+        StorageError: the compaction cannot be committed.
+    """
+    conf = {
+        "spark.databricks.delta.optimize.maxFileSize": str(target_bytes),
+        "spark.databricks.delta.optimize.minFileSize": str(target_bytes),
+    }
+    try:
+        with _session_conf(spark, conf):
+            metrics = DeltaTable.forPath(spark, spark_path(uri)).optimize().executeCompaction()
+            row = metrics.select("metrics.numFilesRemoved").first()
+    except _ERRORS as exc:
+        raise StorageError(f"cannot compact Delta table {uri}: {exc}") from exc
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+# VACUUM lists the table's folder in a Spark job of this many tasks. Spark's default (10,000, for
+# partition discovery over huge tables) makes a VACUUM of a small table take minutes on 2 cores.
+VACUUM_LISTING_TASKS = 8
+
+
+def vacuum(spark: SparkSession, uri: str, retain_hours: int) -> int:
+    """Delete the files no version younger than ``retain_hours`` needs (``VACUUM``), and the
+    files no commit ever referenced (what a killed writer left). A dry run looks first: when there
+    is nothing to delete, nothing runs (VACUUM itself always commits its start and end). Returns
+    the number of files deleted.
+
+    The caller owns the retention rule: the usual safety check (at least 7 days) is lifted for
+    this call.
+
+    Raises:
+        StorageError: the table cannot be listed or vacuumed.
+    """
+    conf = {
+        "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(VACUUM_LISTING_TASKS),
+    }
+    path = spark_path(uri)
+    try:
+        with _session_conf(spark, conf):
+            doomed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retain_hours} HOURS DRY RUN").count()
+            if doomed:
+                DeltaTable.forPath(spark, path).vacuum(retain_hours)
+    except _ERRORS as exc:
+        raise StorageError(f"cannot vacuum Delta table {uri}: {exc}") from exc
+    return int(doomed)
+
+
+def set_properties(spark: SparkSession, uri: str, properties: dict[str, str]) -> None:
+    """Set table properties (one commit).
+
+    Raises:
+        StorageError: the table cannot be altered.
+    """
+    listed = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(properties.items()))
+    try:
+        spark.sql(f"ALTER TABLE delta.`{spark_path(uri)}` SET TBLPROPERTIES ({listed})")
+    except _ERRORS as exc:
+        raise StorageError(f"cannot set the properties of Delta table {uri}: {exc}") from exc

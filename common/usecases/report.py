@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from common.io.results import TransformResult, ValidationResult
+from common.usecases.maintain_lake import MaintainOutcome
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -74,3 +75,21 @@ def format_transform(
         lines.append(f"\n{name} ({len(rows)} rows{more}):")
         lines.append(_table(columns, [[_cell(r[c]) for c in columns] for r in shown]))
     return "\n".join(lines)
+
+
+def format_maintenance(outcome: MaintainOutcome) -> str:
+    """Per table: files and size before and after, files packed and deleted, history kept."""
+    rows = [
+        [
+            t.table,
+            f"{t.files_before} -> {t.files_after}",
+            f"{t.bytes_before / 2**20:.2f} -> {t.bytes_after / 2**20:.2f}",
+            str(t.files_compacted),
+            str(t.files_deleted),
+            str(t.retention_hours),
+        ]
+        for t in outcome.tables
+    ]
+    headers = ["table", "files", "MiB", "packed", "deleted", "history kept (h)"]
+    verdict = "done" if outcome.changed else "nothing to do: every table was already maintained"
+    return f"Maintenance {outcome.run_id}: {verdict}\n" + _table(headers, rows)
