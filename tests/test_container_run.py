@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,16 @@ def test_generate_validate_transform_as_containers(
     assert dates and sorted(item["order_date"]["S"] for item in items) == dates
     # The logs are JSON lines (ECOM_LOG_FORMAT=json is the image's default).
     assert all(json.loads(line) for line in transformed.stderr.splitlines() if line.startswith("{"))
+
+    # Maintenance on the same lake through S3A, holding the lake's lease: the run ledger's two
+    # rows (one file each) packed into one; every table still reads the same.
+    maintained = run_container(image, minio, dynamodb, "maintain", "--maintain-min-files", "1")
+    assert maintained.returncode == 0, maintained.stderr[-3000:]
+    assert "Maintenance maintain-" in maintained.stdout
+    assert re.search(r"^_runs +2 -> 1 ", maintained.stdout, re.MULTILINE), maintained.stdout
+    for name, truth in report["datasets"].items():
+        table = spark.read.format("delta").load(f"s3a://{BUCKET}/lake/validated/{name}")
+        assert table.count() == truth["rows_valid"], name
 
 
 def test_documented_exit_codes(image: str, minio: Minio, s3: Any, dynamodb: str) -> None:

@@ -348,6 +348,34 @@ def test_a_correction_killed_after_its_kpi_commit_still_deletes_the_vanished_dat
     assert stage.kpis("fix-kill") == expected
 
 
+def test_maintain_killed_while_committing_a_compaction(stage: Stage, reference: Reference) -> None:
+    """Maintenance killed with orders' compacted file written and its commit on the wire: readers
+    still see the batch's rows; the re-run packs the table and a third run finds nothing to do."""
+    lake = "kill-maintain"
+    stage.copy("ref", lake)
+    orders = f"s3a://{BUCKET}/{lake}/validated/orders"
+    # the same rows, spread over three files: something to compact (version 2)
+    stage.spark.read.format("delta").load(orders).repartition(3).write.format("delta").mode("overwrite").save(
+        orders
+    )
+    assert stage.version(lake, "validated", "orders") == 2
+    args = ["--maintain-min-files", "1"]
+    stage.killed_at(
+        "maintain", lake, Fault("PUT", f"/{lake}/validated/orders/_delta_log/0{{19}}3\\.json$"), args
+    )
+    assert stage.version(lake, "validated", "orders") == 2  # the compaction never committed
+    assert stage.tables(lake) == reference.tables
+    code, stderr = stage.run("maintain", lake, args)
+    assert code == 0, stderr[-3000:]
+    assert stage.tables(lake) == reference.tables
+    assert stage.version(lake, "validated", "orders") == 3
+    files = stage.spark.read.format("delta").load(orders).inputFiles()
+    assert len(files) == 1
+    versions = {name: stage.version(lake, "validated", name) for name in DATASETS}
+    assert stage.run("maintain", lake, args)[0] == 0
+    assert {name: stage.version(lake, "validated", name) for name in DATASETS} == versions
+
+
 def test_s3_errors_and_dropped_connections_are_retried(stage: Stage, reference: Reference) -> None:
     """Every 5th request to the bucket (raw files, tables, results) answered 503 SlowDown, every 13th
     of the others dropped unanswered (both capped, so the run ends): both jobs retry and finish with

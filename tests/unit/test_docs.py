@@ -18,7 +18,7 @@ from tests import docgen
 ROOT = docgen.ROOT
 MAKEFILE = (ROOT / "Makefile").read_text()
 _FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```", re.DOTALL | re.MULTILINE)
-JOBS_WITH_SETTINGS = {"validate", "transform", "run"}
+JOBS_WITH_SETTINGS = {"validate", "transform", "run", "maintain"}
 
 
 def shell_commands(text: str) -> list[str]:

@@ -93,7 +93,11 @@ def test_task_definition_environment_names_are_settings_the_jobs_read() -> None:
         for layout in LAYOUTS:
             names = set(_environment(name, layout))
             assert names <= known, f"{name}: {names - known}"
-        assert task["Properties"]["ContainerDefinitions"][0]["Command"][0] in {"validate", "transform"}
+        assert task["Properties"]["ContainerDefinitions"][0]["Command"][0] in {
+            "validate",
+            "transform",
+            "maintain",
+        }
     overrides = re.findall(r'"Name": "(ECOM_[A-Z_]+)"', ASL)
     assert overrides and set(overrides) <= known
 
@@ -369,3 +373,75 @@ def test_each_job_registers_its_own_tables_in_the_stacks_glue_database() -> None
         tables = [r["Fn::Sub"].rsplit("/", 1)[1] for r in grant["Resource"] if "table/" in r["Fn::Sub"]]
         assert tables == prefixes, job
     assert RESOURCES["LakeDatabase"]["Type"] == "AWS::Glue::Database"
+
+
+def test_a_failed_maintenance_task_alerts() -> None:
+    """The maintenance rule's pattern, evaluated by EventBridge (moto), against ECS's events.
+
+    moto does not match a pattern into a list of objects (ECS's ``containers``), which EventBridge
+    does (any element): the exit-code clause is checked as written, the rest evaluated."""
+    from moto import mock_aws
+
+    rule = RESOURCES["MaintainFailedRule"]["Properties"]
+    assert rule["Targets"][0]["Arn"] == {"Ref": "AlertTopic"}
+    publishers = RESOURCES["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Principal"] == {"Service": "events.amazonaws.com"} for s in publishers)
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/ecom"
+    family = "arn:aws:ecs:us-east-1:123456789012:task-definition/ecom-maintain:"
+    text = json.dumps(rule["EventPattern"]).replace(json.dumps({"Fn::GetAtt": "Cluster.Arn"}), f'"{cluster}"')
+    pattern = json.loads(re.sub(r'\{"Fn::Sub": "[^"]*-maintain:"\}', f'"{family}"', text))
+    assert pattern["detail"].pop("containers") == {"exitCode": [{"anything-but": 0}]}
+
+    def entry(
+        name: str, status: str, exit_code: int | None, definition: str = family + "3"
+    ) -> dict[str, str]:
+        container: dict[str, Any] = {"name": "job"}
+        if exit_code is not None:
+            container["exitCode"] = exit_code
+        detail = {
+            "clusterArn": cluster,
+            "taskArn": f"arn:aws:ecs:us-east-1:123456789012:task/ecom/{name}",
+            "taskDefinitionArn": definition,
+            "lastStatus": status,
+            "containers": [container],
+        }
+        return {"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": json.dumps(detail)}
+
+    with mock_aws():
+        events = boto3.client("events", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="alert-stand-in")["QueueUrl"]
+        queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="maintain-failed", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="maintain-failed", Targets=[{"Id": "alert", "Arn": queue}])
+        events.put_events(
+            Entries=[
+                entry("failed", "STOPPED", 1),
+                entry("oom-killed", "STOPPED", 137),
+                entry("running", "RUNNING", None),
+                entry("a-batch-job", "STOPPED", 1, definition=family.replace("maintain", "validate") + "1"),
+            ]
+        )
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    delivered = sorted(json.loads(m["Body"])["detail"]["taskArn"].rsplit("/", 1)[1] for m in received)
+    assert delivered == ["failed", "oom-killed"]
+
+
+def test_the_maintenance_schedule_runs_the_maintenance_task_on_the_cluster() -> None:
+    target = RESOURCES["MaintainScheduleEntry"]["Properties"]["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": "Cluster.Arn"}
+    assert target["EcsParameters"]["TaskDefinitionArn"] == {"Ref": "MaintainTaskDefinition"}
+    container = RESOURCES["MaintainTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert container["Command"] == ["maintain"]
+    [run] = [s for n, s in _statements() if n == "MaintainSchedulerRole" and s["Action"] == "ecs:RunTask"]
+    assert run["Resource"] == {"Ref": "MaintainTaskDefinition"}
+    # the maintenance role can rewrite the lake, and nothing else
+    assert _role_actions("MaintainTaskRole") == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    }
