@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+import shutil
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,14 +48,6 @@ def run_transform(spark: SparkSession, lake: Path, *args: str) -> int:
     return transform.main(argv, spark=spark)
 
 
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_kpi_tables(client)
-        yield client
-
-
 def _scan(client: Any, table: str) -> list[dict[str, Any]]:
     items, start = [], None
     while True:
@@ -96,10 +88,13 @@ def _manifest(path: Path, batch_id: str, files: dict[str, list[str]]) -> str:
     return str(path)
 
 
-@pytest.fixture
-def three_batches(tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def three_batches(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Orders in b1; their items split across b1 and b2; one order corrected (new date and status)
-    in b3, which also re-delivers one of b2's item files."""
+    in b3, which also re-delivers one of b2's item files. Validated and transformed in that order
+    into ``lake`` (KPIs to DynamoDB too: ``scans`` holds its items afterwards; ``touched`` each
+    transform's touched dates)."""
+    tmp_path = tmp_path_factory.mktemp("three-batches")
     generate_batch(
         tmp_path / "gen", GeneratorConfig(items=1500, parts=3, seed=5, defect_rate=0, warning_rate=0)
     )
@@ -119,7 +114,7 @@ def three_batches(tmp_path: Path) -> dict[str, Any]:
     )
     correction = tmp_path / "b3" / "orders-fix.csv"
     write_csv(correction, ",".join(header) + "\n" + ",".join(moved[c] for c in header) + "\n")
-    return {
+    out: dict[str, Any] = {
         "batches": [
             (
                 "b1",
@@ -142,17 +137,28 @@ def three_batches(tmp_path: Path) -> dict[str, Any]:
         "products": [Path(p) for p in files["products"]],
         "moved_from": first["created_at"][:10],
     }
+    lake = tmp_path / "lake"
+    tables = ("--dynamodb-order-table", ORDER_TABLE, "--dynamodb-category-table", CATEGORY_TABLE)
+    touched = {}
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_kpi_tables(client)
+        for batch_id, manifest in out["batches"]:
+            code, result = run_validate(spark, lake, "--manifest", manifest)
+            assert code == 0 and result is not None and result["status"] == "SUCCEEDED", batch_id
+            assert run_transform(spark, lake, "--batch-id", batch_id, *tables) == 0, batch_id
+            touched[batch_id] = json.loads((lake / "_results" / batch_id / "transform.json").read_text())[
+                "touched_dates"
+            ]
+        scans = {table: _scan(client, table) for table in (ORDER_TABLE, CATEGORY_TABLE)}
+    return {**out, "lake": lake, "scans": scans, "touched": touched}
 
 
 def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_changes_nothing(
-    spark: SparkSession, tmp_path: Path, dynamodb: Any, three_batches: dict[str, Any]
+    spark: SparkSession, tmp_path: Path, three_batches: dict[str, Any]
 ) -> None:
     lake = tmp_path / "lake"
-    tables = ("--dynamodb-order-table", ORDER_TABLE, "--dynamodb-category-table", CATEGORY_TABLE)
-    for batch_id, manifest in three_batches["batches"]:
-        code, result = run_validate(spark, lake, "--manifest", manifest)
-        assert code == 0 and result is not None and result["status"] == "SUCCEEDED", batch_id
-        assert run_transform(spark, lake, "--batch-id", batch_id, *tables) == 0, batch_id
+    shutil.copytree(three_batches["lake"], lake)  # the re-run below writes to it
 
     expected_orders, expected_categories = reference_kpis.kpis(
         reference_kpis.read_rows(three_batches["final_orders"], "order_id"),
@@ -172,11 +178,11 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     }
     assert delta_categories == expected_categories
 
-    order_items = _scan(dynamodb, ORDER_TABLE)
+    order_items = three_batches["scans"][ORDER_TABLE]
     assert len(order_items) == len({i["order_date"]["S"] for i in order_items}) == len(expected_orders)
     dynamo_orders = {i["order_date"]["S"]: {f: _number(i[f]) for f in ORDER_FIELDS} for i in order_items}
     assert dynamo_orders == expected_orders
-    category_items = _scan(dynamodb, CATEGORY_TABLE)
+    category_items = three_batches["scans"][CATEGORY_TABLE]
     dynamo_categories = {
         (i["category"]["S"], i["order_date"]["S"]): {f: _number(i[f]) for f in CATEGORY_FIELDS}
         for i in category_items
@@ -238,18 +244,13 @@ def _data_files(lake: Path, name: str) -> int:
     return len(spark.read.format("delta").load(str(lake / name)).inputFiles())
 
 
+@pytest.mark.slow  # three maintenance runs and four job re-runs: ~110 s, in `make drills`
 def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_nothing(
     spark: SparkSession, tmp_path: Path, three_batches: dict[str, Any], capfd: pytest.CaptureFixture[str]
 ) -> None:
     lake = tmp_path / "lake"
-    touched = {}
-    for batch_id, manifest in three_batches["batches"]:
-        code, result = run_validate(spark, lake, "--manifest", manifest)
-        assert code == 0 and result is not None and result["status"] == "SUCCEEDED", batch_id
-        assert run_transform(spark, lake, "--batch-id", batch_id) == 0, batch_id
-        touched[batch_id] = json.loads((lake / "_results" / batch_id / "transform.json").read_text())[
-            "touched_dates"
-        ]
+    shutil.copytree(three_batches["lake"], lake)
+    touched = three_batches["touched"]
     assert three_batches["moved_from"] in touched["b3"]  # b3 moved an order away from that date
     state = _state(spark, lake)
     files = {name: _data_files(lake, name) for name in TABLES}

@@ -454,6 +454,27 @@ def describe(spark: SparkSession, uri: str) -> TableDetail:
 
 
 @contextmanager
+def upkeep(spark: SparkSession, target_bytes: int) -> Iterator[None]:
+    """The session set up for :func:`compact` and :func:`vacuum` for the block (session-wide, so
+    that tables can be maintained from several threads at once):
+
+    - compaction packs files smaller than ``target_bytes`` into files of up to that size;
+    - VACUUM's safety check (at least 7 days kept) is lifted: the caller owns the retention rule;
+    - VACUUM lists the table's folder in a Spark job of :data:`VACUUM_LISTING_TASKS` tasks.
+    """
+    with _session_conf(
+        spark,
+        {
+            "spark.databricks.delta.optimize.maxFileSize": str(target_bytes),
+            "spark.databricks.delta.optimize.minFileSize": str(target_bytes),
+            "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(VACUUM_LISTING_TASKS),
+        },
+    ):
+        yield
+
+
+@contextmanager
 def _session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
     before = {key: spark.conf.get(key, None) for key in values}
     for key, value in values.items():
@@ -468,22 +489,17 @@ def _session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]
                 spark.conf.set(key, old)
 
 
-def compact(spark: SparkSession, uri: str, target_bytes: int) -> int:
-    """Bin-pack the table's files smaller than ``target_bytes`` into files of up to that size
+def compact(spark: SparkSession, uri: str) -> int:
+    """Bin-pack the table's small files into files of up to the target size of :func:`upkeep`
     (``OPTIMIZE``). Files already that large are left alone, and so is a table with nothing to
     pack: Delta then commits nothing. Returns the number of files it replaced.
 
     Raises:
         StorageError: the compaction cannot be committed.
     """
-    conf = {
-        "spark.databricks.delta.optimize.maxFileSize": str(target_bytes),
-        "spark.databricks.delta.optimize.minFileSize": str(target_bytes),
-    }
     try:
-        with _session_conf(spark, conf):
-            metrics = DeltaTable.forPath(spark, spark_path(uri)).optimize().executeCompaction()
-            row = metrics.select("metrics.numFilesRemoved").first()
+        metrics = DeltaTable.forPath(spark, spark_path(uri)).optimize().executeCompaction()
+        row = metrics.select("metrics.numFilesRemoved").first()
     except _ERRORS as exc:
         raise StorageError(f"cannot compact Delta table {uri}: {exc}") from exc
     return int(row[0]) if row is not None and row[0] is not None else 0
@@ -500,22 +516,16 @@ def vacuum(spark: SparkSession, uri: str, retain_hours: int) -> int:
     is nothing to delete, nothing runs (VACUUM itself always commits its start and end). Returns
     the number of files deleted.
 
-    The caller owns the retention rule: the usual safety check (at least 7 days) is lifted for
-    this call.
+    Run it inside :func:`upkeep` (which lifts the 7-day safety check: the caller owns the rule).
 
     Raises:
         StorageError: the table cannot be listed or vacuumed.
     """
-    conf = {
-        "spark.databricks.delta.retentionDurationCheck.enabled": "false",
-        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(VACUUM_LISTING_TASKS),
-    }
     path = spark_path(uri)
     try:
-        with _session_conf(spark, conf):
-            doomed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retain_hours} HOURS DRY RUN").count()
-            if doomed:
-                DeltaTable.forPath(spark, path).vacuum(retain_hours)
+        doomed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retain_hours} HOURS DRY RUN").count()
+        if doomed:
+            DeltaTable.forPath(spark, path).vacuum(retain_hours)
     except _ERRORS as exc:
         raise StorageError(f"cannot vacuum Delta table {uri}: {exc}") from exc
     return int(doomed)

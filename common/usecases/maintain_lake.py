@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
@@ -24,6 +25,7 @@ from common.io import delta, runs
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.usecases import catalog
+from common.usecases.side_by_side import run_side_by_side
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -92,10 +94,17 @@ def run_maintenance(
     """
     outcome = MaintainOutcome(run_id=f"maintain-{now:%Y%m%dT%H%M%SZ}")
     lake = Lake(settings.lake_root)
-    with lake_lease(settings, "maintain") as lease:
-        for name, uri in data_tables(lake, contracts):
-            if delta.exists(spark, uri):
-                outcome.tables.append(_maintain(spark, settings, name, uri, lease))
+    target = settings.maintain_target_file_mb * MIB
+    with lake_lease(settings, "maintain") as lease, delta.upkeep(spark, target):
+        tables = [(n, u) for n, u in data_tables(lake, contracts) if delta.exists(spark, u)]
+        done: dict[str, TableUpkeep] = {}
+
+        def one(name: str, uri: str) -> None:
+            done[name] = _maintain(spark, settings, name, uri, lease)
+
+        # Independent tables, maintained side by side (mostly driver planning on small tables).
+        run_side_by_side([partial(one, n, u) for n, u in tables], "maintain")
+        outcome.tables.extend(done[n] for n, _ in tables)
         if outcome.changed:
             _record(spark, lake, outcome, now)
         # The ledger last, its own row included: on a lake left unchanged, this too finds nothing.
@@ -112,7 +121,7 @@ def _maintain(spark: SparkSession, settings: Settings, name: str, uri: str, leas
     needed = max(1, math.ceil(before.bytes / target))
     if before.files - needed >= settings.maintain_min_files:
         lease.check()
-        upkeep.files_compacted = delta.compact(spark, uri, target)
+        upkeep.files_compacted = delta.compact(spark, uri)
     history = [retention.Tagged(c.timestamp, c.batch_id) for c in delta.commits(spark, uri)]
     upkeep.retention_hours = retention.retention_hours(
         history, settings.maintain_keep_batches, settings.maintain_min_retention_hours, _now()
