@@ -298,9 +298,25 @@ def test_alarms_can_publish_to_the_encrypted_topic() -> None:
     assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in policy)
 
 
+def _delivered(pattern: dict[str, Any], entries: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The events EventBridge (moto) delivers, of ``entries``, to a rule with ``pattern`` (its
+    target a stand-in queue)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        events = boto3.client("events", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="target-stand-in")["QueueUrl"]
+        queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="rule", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="rule", Targets=[{"Id": "target", "Arn": queue}])
+        events.put_events(Entries=entries)
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in received]
+
+
 def test_an_execution_that_ends_reaches_the_dispatcher() -> None:
     """The rule's pattern, evaluated by EventBridge (moto), against the event Step Functions sends."""
-    from moto import mock_aws
 
     rule = RESOURCES["ExecutionEndedRule"]["Properties"]
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": "DispatchFunction.Arn"}
@@ -319,17 +335,9 @@ def test_an_execution_that_ends_reaches_the_dispatcher() -> None:
             "Detail": json.dumps(detail),
         }
 
-    with mock_aws():  # EventBridge matches the pattern and delivers to a stand-in target (a queue)
-        events = boto3.client("events", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        url = sqs.create_queue(QueueName="dispatch-stand-in")["QueueUrl"]
-        queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="ended", EventPattern=json.dumps(pattern))
-        events.put_targets(Rule="ended", Targets=[{"Id": "dispatch", "Arn": queue}])
-        statuses = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
-        events.put_events(Entries=[entry(s) for s in statuses] + [entry("FAILED", arn + "-other")])
-        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    delivered = sorted(json.loads(m["Body"])["detail"]["name"] for m in received)
+    statuses = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+    received = _delivered(pattern, [entry(s) for s in statuses] + [entry("FAILED", arn + "-other")])
+    delivered = sorted(e["detail"]["name"] for e in received)
     assert delivered == ["b-ABORTED", "b-FAILED", "b-SUCCEEDED", "b-TIMED_OUT"]
 
 
@@ -380,7 +388,6 @@ def test_a_failed_maintenance_task_alerts() -> None:
 
     moto does not match a pattern into a list of objects (ECS's ``containers``), which EventBridge
     does (any element): the exit-code clause is checked as written, the rest evaluated."""
-    from moto import mock_aws
 
     rule = RESOURCES["MaintainFailedRule"]["Properties"]
     assert rule["Targets"][0]["Arn"] == {"Ref": "AlertTopic"}
@@ -407,23 +414,16 @@ def test_a_failed_maintenance_task_alerts() -> None:
         }
         return {"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": json.dumps(detail)}
 
-    with mock_aws():
-        events = boto3.client("events", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        url = sqs.create_queue(QueueName="alert-stand-in")["QueueUrl"]
-        queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="maintain-failed", EventPattern=json.dumps(pattern))
-        events.put_targets(Rule="maintain-failed", Targets=[{"Id": "alert", "Arn": queue}])
-        events.put_events(
-            Entries=[
-                entry("failed", "STOPPED", 1),
-                entry("oom-killed", "STOPPED", 137),
-                entry("running", "RUNNING", None),
-                entry("a-batch-job", "STOPPED", 1, definition=family.replace("maintain", "validate") + "1"),
-            ]
-        )
-        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    delivered = sorted(json.loads(m["Body"])["detail"]["taskArn"].rsplit("/", 1)[1] for m in received)
+    received = _delivered(
+        pattern,
+        [
+            entry("failed", "STOPPED", 1),
+            entry("oom-killed", "STOPPED", 137),
+            entry("running", "RUNNING", None),
+            entry("a-batch-job", "STOPPED", 1, definition=family.replace("maintain", "validate") + "1"),
+        ],
+    )
+    delivered = sorted(e["detail"]["taskArn"].rsplit("/", 1)[1] for e in received)
     assert delivered == ["failed", "oom-killed"]
 
 
