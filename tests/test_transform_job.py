@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 from pyspark.sql import SparkSession
 
+from common.contracts import DATASETS
 from common.generator import GeneratorConfig, generate_batch
 from jobs import maintain, transform
 from tests import reference_kpis
@@ -210,11 +211,7 @@ def _category_rows(lake: Path) -> Any:
 
 
 TABLES = [
-    *(
-        f"{kind}/{name}"
-        for kind in ("validated", "quarantine")
-        for name in ("products", "orders", "order_items")
-    ),
+    *(f"{kind}/{name}" for kind in ("validated", "quarantine") for name in DATASETS),
     "kpi/order_daily",
     "kpi/category_daily",
 ]
@@ -238,9 +235,7 @@ def _versions(lake: Path) -> dict[str, int]:
     }
 
 
-def _data_files(lake: Path, name: str) -> int:
-    spark = SparkSession.getActiveSession()
-    assert spark is not None
+def _data_files(spark: SparkSession, lake: Path, name: str) -> int:
     return len(spark.read.format("delta").load(str(lake / name)).inputFiles())
 
 
@@ -253,7 +248,7 @@ def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_
     touched = three_batches["touched"]
     assert three_batches["moved_from"] in touched["b3"]  # b3 moved an order away from that date
     state = _state(spark, lake)
-    files = {name: _data_files(lake, name) for name in TABLES}
+    files = {name: _data_files(spark, lake, name) for name in TABLES}
     assert files["validated/order_items"] >= 2  # b1's items and b2's
     maintain_args = ["--lake-root", str(lake), "--maintain-min-files", "1", "--maintain-keep-batches", "2"]
     capfd.readouterr()
@@ -262,7 +257,7 @@ def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_
     assert "Maintenance maintain-" in capfd.readouterr().out
     assert _state(spark, lake) == state
     # Each table is far below the target file size: one file (none for the empty quarantine).
-    assert {name: _data_files(lake, name) for name in TABLES} == {n: min(files[n], 1) for n in TABLES}
+    assert {name: _data_files(spark, lake, name) for name in TABLES} == {n: min(files[n], 1) for n in TABLES}
     ledger = spark.read.format("delta").load(str(lake / "_runs")).where("job = 'maintain'").collect()
     assert len(ledger) == 1
     counts = ledger[0]["dataset_counts"]["validated/order_items"]

@@ -412,20 +412,23 @@ def commits(spark: SparkSession, uri: str) -> list[Commit]:
         rows = (
             DeltaTable.forPath(spark, spark_path(uri))
             .history()
-            .select("version", "timestamp", "operation", "userMetadata")
+            # Epoch microseconds, not the timestamp itself: PySpark turns a timestamp into a naive
+            # datetime in the Python process's local time zone, whatever the session's.
+            .select("version", F.unix_micros("timestamp").alias("micros"), "operation", "userMetadata")
             .collect()
         )
     except _ERRORS as exc:
         raise StorageError(f"cannot read the history of {uri}: {exc}") from exc
     out = [
-        Commit(int(r["version"]), _utc(r["timestamp"]), str(r["operation"]), r["userMetadata"]) for r in rows
+        Commit(
+            int(r["version"]),
+            dt.datetime.fromtimestamp(r["micros"] / 1_000_000, dt.UTC),
+            str(r["operation"]),
+            r["userMetadata"],
+        )
+        for r in rows
     ]
     return sorted(out, key=lambda c: c.version)
-
-
-def _utc(stamp: dt.datetime) -> dt.datetime:
-    # The session's time zone is UTC (build_spark): a naive timestamp from Spark is UTC.
-    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)

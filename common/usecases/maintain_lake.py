@@ -100,7 +100,7 @@ def run_maintenance(
         done: dict[str, TableUpkeep] = {}
 
         def one(name: str, uri: str) -> None:
-            done[name] = _maintain(spark, settings, name, uri, lease)
+            done[name] = _maintain(spark, settings, name, uri, target, lease)
 
         # Independent tables, maintained side by side (mostly driver planning on small tables).
         run_side_by_side([partial(one, n, u) for n, u in tables], "maintain")
@@ -109,15 +109,16 @@ def run_maintenance(
             _record(spark, lake, outcome, now)
         # The ledger last, its own row included: on a lake left unchanged, this too finds nothing.
         if delta.exists(spark, lake.runs()):
-            outcome.tables.append(_maintain(spark, settings, "_runs", lake.runs(), lease))
+            outcome.tables.append(_maintain(spark, settings, "_runs", lake.runs(), target, lease))
     return outcome
 
 
-def _maintain(spark: SparkSession, settings: Settings, name: str, uri: str, lease: LeaseCheck) -> TableUpkeep:
+def _maintain(
+    spark: SparkSession, settings: Settings, name: str, uri: str, target: int, lease: LeaseCheck
+) -> TableUpkeep:
     upkeep = TableUpkeep(name)
     before = delta.describe(spark, uri)
     upkeep.files_before, upkeep.bytes_before = before.files, before.bytes
-    target = settings.maintain_target_file_mb * MIB
     needed = max(1, math.ceil(before.bytes / target))
     if before.files - needed >= settings.maintain_min_files:
         lease.check()
