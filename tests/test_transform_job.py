@@ -4,8 +4,11 @@ DynamoDB holding exactly one item per key, and identical re-runs."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
+import os
 import shutil
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from pyspark.sql import SparkSession
 
 from common.contracts import DATASETS
 from common.generator import GeneratorConfig, generate_batch
+from common.io import delta
 from jobs import maintain, transform
 from tests import reference_kpis
 from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
@@ -283,3 +287,24 @@ def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_
     assert maintain.main(no_history, spark=spark) == 0
     assert "done" in capfd.readouterr().out
     assert run_transform(spark, lake, "--batch-id", "b3") == 1
+
+
+def test_commit_times_are_read_in_utc_whatever_the_local_time_zone(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The retention rule measures ages from commit times: a local time zone must not shift them."""
+    table = tmp_path / "t"
+    spark.range(3).write.format("delta").save(str(table))
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"  # UTC+9, no daylight saving
+    time.tzset()
+    try:
+        [commit] = delta.commits(spark, str(table))
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+    age = dt.datetime.now(dt.UTC) - commit.timestamp
+    assert dt.timedelta(0) <= age < dt.timedelta(minutes=5), age
