@@ -1,7 +1,7 @@
 """An independent, plain-Python computation of the KPI definitions, for checking the Spark job.
 
-Deliberately shares no code with ``common.kpis``: it reads the raw CSV files and follows the
-README's definitions literally, with ``decimal`` and half-even rounding.
+Deliberately shares no code with ``common.engine.kpis``: it reads the raw CSV files and follows the
+definitions in docs/jobs.md literally, with ``decimal`` and half-even rounding.
 """
 
 from __future__ import annotations

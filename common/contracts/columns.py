@@ -18,8 +18,6 @@ BATCH_ID = "_batch_id"
 PROCESSING_DATE = "_processing_date"
 QUALITY = "_quality"  # "valid" or "quarantined": the one split of a batch's rows
 
-LINEAGE = (BATCH_ID, PROCESSING_DATE, SOURCE_FILE)
-
 
 def raw(column: str) -> str:
     """The name of a column's cleaned source text."""

@@ -1,4 +1,4 @@
-"""Daily KPIs: pure ``DataFrame -> DataFrame`` functions (definitions in the README).
+"""Daily KPIs: pure ``DataFrame -> DataFrame`` functions (definitions in docs/jobs.md#kpi-definitions).
 
 All KPIs are per order date = the UTC date of ``orders.created_at``; an item belongs to its
 order's date. Money is ``decimal(18,2)``, rates ``decimal(6,4)`` in [0, 1], both rounded half-even

@@ -1,4 +1,4 @@
-"""Transform one validated batch into daily KPIs: the I/O around :mod:`common.kpis`.
+"""Transform one validated batch into daily KPIs: the I/O around :mod:`common.engine.kpis`.
 
 KPIs of every order date the batch touched are recomputed from the whole validated state (never
 from the batch alone), then written to DynamoDB (puts, and deletes of keys that no longer exist)
