@@ -1,5 +1,5 @@
 """The validation result JSON: the contract between the validate job, the state machine and
-the transform job. Versioned; documented in the README.
+the transform job. Versioned; documented in docs/jobs.md#result-json-schema-version-10.
 """
 
 from __future__ import annotations
