@@ -89,6 +89,8 @@ ITEM_DEFECTS = {
     "conflicting_key": "duplicate_key",
     "exact_duplicate": None,
 }
+# Defects whose row the packaged contracts park (their parent may still come) instead of quarantine.
+PARKED_DEFECTS = {"orphan_order": "parent_missing:order_id", "orphan_product": "parent_missing:product_id"}
 ORPHAN_OFFSET = 10**12
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -121,8 +123,10 @@ class Truth:
     rows_read: int = 0
     rows_valid: int = 0
     rows_quarantined: int = 0
+    rows_parked: int = 0
     duplicates_collapsed: int = 0
     rule_counts: Counter[str] = field(default_factory=Counter)
+    parked_counts: Counter[str] = field(default_factory=Counter)
     warning_counts: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,8 +134,10 @@ class Truth:
             "rows_read": self.rows_read,
             "rows_valid": self.rows_valid,
             "rows_quarantined": self.rows_quarantined,
+            "rows_parked": self.rows_parked,
             "duplicates_collapsed": self.duplicates_collapsed,
             "rule_counts": dict(sorted(self.rule_counts.items())),
+            "parked_counts": dict(sorted(self.parked_counts.items())),
             "warning_counts": dict(sorted(self.warning_counts.items())),
         }
 
@@ -225,6 +231,10 @@ class _Generator:
             truth.rows_read += 1
             truth.rows_quarantined += 2
             truth.rule_counts["duplicate_key"] += 2
+        elif kind in PARKED_DEFECTS:
+            # The packaged contract parks a row whose only error is a missing parent (parkFor).
+            truth.rows_parked += 1
+            truth.parked_counts[PARKED_DEFECTS[kind]] += 1
         elif kind is not None:
             truth.rows_quarantined += 1
             code = codes[kind]

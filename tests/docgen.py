@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from common.contracts import load_contracts
+from common.contracts import load_contracts, reasons
 from common.settings import ENV_PREFIX, PROJECT_JARS, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +61,15 @@ def reason_codes_table() -> str:
     lines = ["| dataset | reason code | severity | meaning |", "|---|---|---|---|"]
     for name, contract in load_contracts().items():
         warnings = {code for code, _ in contract.rules_of("warn")}
+        parking = {
+            reasons.parent_missing_code(fk.column): fk.park_for_days
+            for fk in contract.foreign_keys
+            if fk.park_for_days
+        }
         for code, meaning in contract.rule_descriptions().items():
             severity = "warning (row kept)" if code in warnings else "error (row quarantined)"
+            if code in parking:
+                severity = f"error (row parked up to {parking[code]} days, then quarantined)"
             lines.append(f"| `{name}` | `{code}` | {severity} | {meaning.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
 

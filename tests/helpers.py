@@ -46,7 +46,8 @@ def assert_accounted(result: dict[str, Any]) -> None:
     """The row-accounting invariant, checked from the outside too."""
     for name, d in result["datasets"].items():
         if d["status"] in {"PASSED", "FAILED"} and not any(f.get("error") for f in d["files"]):
-            assert d["rows_read"] == d["rows_valid"] + d["rows_quarantined"] + d["duplicates_collapsed"], name
+            kept = d["rows_valid"] + d["rows_quarantined"] + d["rows_parked"]
+            assert d["rows_read"] == kept + d["duplicates_collapsed"], name
             assert d["rows_read"] == sum(f["rows_read"] for f in d["files"]), name
 
 
@@ -103,3 +104,36 @@ def edited_contracts(tmp_path: Path, edit: Callable[[dict[str, Any]], Any]) -> P
     edit(document)
     (directory / "orders.odcs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     return directory
+
+
+ORDER_FIELDS = [
+    "total_orders",
+    "total_revenue",
+    "net_revenue",
+    "total_items_sold",
+    "return_rate",
+    "unique_customers",
+    "avg_order_value",
+]
+CATEGORY_FIELDS = [
+    "daily_revenue",
+    "net_revenue",
+    "orders",
+    "items_sold",
+    "avg_order_value",
+    "avg_return_rate",
+]
+
+
+def delta_kpis(lake: Path) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    """The lake's KPI tables as :func:`tests.reference_kpis.kpis` gives them: per order date, and
+    per category and order date."""
+    orders = {
+        r["order_date"].isoformat(): {f: r[f] for f in ORDER_FIELDS}
+        for r in delta_rows(lake / "kpi" / "order_daily").to_pylist()
+    }
+    categories = {
+        (r["category"], r["order_date"].isoformat()): {f: r[f] for f in CATEGORY_FIELDS}
+        for r in delta_rows(lake / "kpi" / "category_daily").to_pylist()
+    }
+    return orders, categories

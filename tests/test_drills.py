@@ -245,6 +245,43 @@ def test_validate_killed_after_a_merge_landed(stage: Stage, reference: Reference
     assert stage.version(lake, "validated", "order_items") == 1
 
 
+def test_validate_killed_between_a_release_and_the_park_delete(stage: Stage) -> None:
+    """The items and products come a batch before their orders (parked); the orders' batch releases
+    them and is killed once the release landed in validated/order_items, before the park let them
+    go. The re-run publishes nothing twice: its MERGE commits nothing, the park is emptied, and
+    every table equals that of an uninterrupted run."""
+    listed = json.loads(
+        stage.s3.get_object(Bucket=BUCKET, Key=stage.manifest.split("/", 3)[3])["Body"].read()
+    )
+    files = listed["files"]
+    early = stage.cwd / "early.json"
+    early.write_text(
+        json.dumps({"batch_id": "drill-e1", "files": {k: files[k] for k in ("order_items", "products")}})
+    )
+    late = stage.cwd / "late.json"
+    late.write_text(json.dumps({"batch_id": "drill-e2", "files": {"orders": files["orders"]}}))
+    lakes = ("park-ref", "park-kill")
+    for lake in lakes:
+        assert stage.run("validate", lake, ["--manifest", str(early)])[0] == 0
+    parked = stage.table("park-kill", "parked", "order_items")
+    assert parked and len(parked) > 1000  # nearly all the items wait for their orders
+    assert stage.run("validate", "park-ref", ["--manifest", str(late)])[0] == 0
+    release = Fault("PUT", f"/park-kill/validated/order_items/{FIRST_DATA_COMMIT}", after=lambda: None)
+    stage.killed_at("validate", "park-kill", release, ["--manifest", str(late)])
+    # between the commits: the released items are published and still parked
+    assert stage.table("park-kill", "parked", "order_items") == parked
+    assert stage.table("park-kill", "validated", "order_items") == stage.table(
+        "park-ref", "validated", "order_items"
+    )
+    assert stage.run("validate", "park-kill", ["--manifest", str(late)])[0] == 0
+    assert stage.version("park-kill", "validated", "order_items") == 1  # the re-run's MERGE: nothing
+    for kind in ("validated", "quarantine", "parked"):
+        for name in DATASETS:
+            assert stage.table("park-kill", kind, name) == stage.table("park-ref", kind, name), (kind, name)
+    waiting = stage.table("park-ref", "parked", "order_items")
+    assert waiting is not None and len(waiting) < len(parked) / 10  # only the orphans still wait
+
+
 def test_validate_killed_between_two_datasets(stage: Stage, reference: Reference) -> None:
     """Killed as orders' publishing began, products being published beside it (parents are
     written side by side): whatever of products' landed, orders' table was never even created and

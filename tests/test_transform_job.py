@@ -27,25 +27,7 @@ from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
 from tests.aws_stack import ORDER_KPI_TABLE as ORDER_TABLE
 from tests.aws_stack import create_kpi_tables
 from tests.conftest import write_csv
-from tests.helpers import delta_rows, run_validate
-
-ORDER_FIELDS = [
-    "total_orders",
-    "total_revenue",
-    "net_revenue",
-    "total_items_sold",
-    "return_rate",
-    "unique_customers",
-    "avg_order_value",
-]
-CATEGORY_FIELDS = [
-    "daily_revenue",
-    "net_revenue",
-    "orders",
-    "items_sold",
-    "avg_order_value",
-    "avg_return_rate",
-]
+from tests.helpers import CATEGORY_FIELDS, ORDER_FIELDS, delta_kpis, delta_rows, run_validate
 
 
 def run_transform(spark: SparkSession, lake: Path, *args: str) -> int:
@@ -172,15 +154,8 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     )
     assert "2023-06-15" in expected_orders  # the corrected order's new date
 
-    delta_orders = {
-        r["order_date"].isoformat(): {f: r[f] for f in ORDER_FIELDS}
-        for r in delta_rows(lake / "kpi" / "order_daily").to_pylist()
-    }
+    delta_orders, delta_categories = delta_kpis(lake)
     assert delta_orders == expected_orders
-    delta_categories = {
-        (r["category"], r["order_date"].isoformat()): {f: r[f] for f in CATEGORY_FIELDS}
-        for r in delta_rows(lake / "kpi" / "category_daily").to_pylist()
-    }
     assert delta_categories == expected_categories
 
     order_items = three_batches["scans"][ORDER_TABLE]

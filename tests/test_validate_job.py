@@ -20,8 +20,10 @@ COMPARED = [
     "rows_read",
     "rows_valid",
     "rows_quarantined",
+    "rows_parked",
     "duplicates_collapsed",
     "rule_counts",
+    "parked_counts",
     "warning_counts",
 ]
 
@@ -70,13 +72,19 @@ def test_counts_equal_the_generators_ground_truth(
         "type:sale_price",
         "min:sale_price",
         "allowed_values:status",
-        "parent_missing:order_id",
-        "parent_missing:product_id",
         "parent_quarantined:order_id",
         "parent_quarantined:product_id",
         "malformed_row",
         "duplicate_key",
     }
+    assert set(truth["datasets"]["order_items"]["parked_counts"]) == {
+        "parent_missing:order_id",
+        "parent_missing:product_id",
+    }
+    assert (
+        delta_rows(lake / "parked" / "order_items").num_rows
+        == truth["datasets"]["order_items"]["rows_parked"]
+    )
     assert_accounted(result)
 
 

@@ -16,7 +16,8 @@ REASONS = "_reasons"  # the quarantine table's name for ``_errors``
 ROW_HASH = "_row_hash"  # hash of the typed contract columns: did a record's content change?
 BATCH_ID = "_batch_id"
 PROCESSING_DATE = "_processing_date"
-QUALITY = "_quality"  # "valid" or "quarantined": the one split of a batch's rows
+QUALITY = "_quality"  # "valid", "parked" or "quarantined": the one split of a batch's rows
+PARKED_SINCE = "_parked_since"  # the processing date a parked row was first parked on
 
 
 def raw(column: str) -> str:

@@ -77,6 +77,9 @@ class ParentRef(_Strict):
 class ForeignKey(_Strict):
     column: str
     references: ParentRef
+    # Days a row whose parent has not arrived yet is parked (kept aside and re-checked by every
+    # later run) before it is quarantined as ``parent_never_arrived``; 0 quarantines it at once.
+    park_for_days: int = Field(default=0, ge=0)
 
     @property
     def reference(self) -> str:
@@ -280,4 +283,13 @@ class Contract(_Strict):
             out[reasons.parent_quarantined_code(fk.column)] = reasons.parent_quarantined_description(
                 fk.column, fk.reference
             )
+            if fk.park_for_days:
+                out[reasons.parent_never_arrived_code(fk.column)] = reasons.parent_never_arrived_description(
+                    fk.column, fk.reference, fk.park_for_days
+                )
         return out
+
+    @property
+    def parks(self) -> bool:
+        """True when some foreign key parks rows whose parent has not arrived yet."""
+        return any(fk.park_for_days for fk in self.foreign_keys)

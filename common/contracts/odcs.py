@@ -10,8 +10,9 @@ mapped onto our rule kinds. What we honour, field by field (the README lists the
   ``description``; ``required`` (→ ``not_null:<col>``); ``primaryKey`` with ``primaryKeyPosition``;
   ``unique`` (only on a single-column primary key, which is unique by construction);
   ``logicalTypeOptions.minimum`` / ``maximum`` (→ ``min:<col>`` / ``max:<col>``);
-  ``relationships`` of type ``foreignKey`` with ``to: <dataset>.<column>``; ``quality`` checks of the
-  library metrics ``nullValues`` (→ ``not_null:<col>``) and ``invalidValues`` with
+  ``relationships`` of type ``foreignKey`` with ``to: <dataset>.<column>`` (and our
+  ``customProperties`` ``parkFor``: days a row whose parent has not arrived yet waits); ``quality``
+  checks of the library metrics ``nullValues`` (→ ``not_null:<col>``) and ``invalidValues`` with
   ``arguments.validValues`` (→ ``allowed_values:<col>``), each with a ``severity`` and ``mustBe: 0``
   (row by row) or ``mustBeLessOrEqualTo`` / ``mustBeLessThan`` with ``unit: rows|percent`` (the
   rule's own limit: more breaking rows than that FAIL the dataset).
@@ -30,6 +31,7 @@ refused with the field named, so a contract never promises a check that does not
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -186,10 +188,28 @@ class _Mapper:
                 )
             parent, parent_column = target.split(".")
             self.foreign_keys.append(
-                {"column": name, "references": {"dataset": parent, "column": parent_column}}
+                {
+                    "column": name,
+                    "references": {"dataset": parent, "column": parent_column},
+                    "park_for_days": self.park_for(
+                        rel.customProperties, f"{where}.relationships[{rel_index}]"
+                    ),
+                }
             )
         for q_index, check in enumerate(prop.quality or []):
             self.column_check(name, check, f"{where}.quality[{q_index}]")
+
+    def park_for(self, items: list[CustomProperty] | None, where: str) -> int:
+        """A relationship's ``parkFor`` (``7d``, or a whole number of days; 0 or absent: never park)."""
+        custom = _properties(items)
+        unknown = sorted(set(custom) - {"parkFor"})
+        if unknown:
+            raise self.fail(where, f"customProperties {unknown} are not ours; this level knows 'parkFor'")
+        value = str(custom.get("parkFor", 0)).strip().lower()
+        match = re.fullmatch(r"(\d+)d?", value)
+        if match is None:
+            raise self.fail(where, f"parkFor {value!r} is not a number of days: expected e.g. 7d, or 0")
+        return int(match.group(1))
 
     def column_check(self, name: str, check: DataQuality, where: str) -> None:
         if (check.type or "library") in _DOCUMENTARY_QUALITY_TYPES:

@@ -26,6 +26,10 @@ def parent_quarantined_code(column: str) -> str:
     return f"parent_quarantined:{column}"
 
 
+def parent_never_arrived_code(column: str) -> str:
+    return f"parent_never_arrived:{column}"
+
+
 def type_description(column: str, type_name: str) -> str:
     return f"{column} is not a valid {type_name}"
 
@@ -44,3 +48,7 @@ def parent_missing_description(column: str, reference: str) -> str:
 
 def parent_quarantined_description(column: str, reference: str) -> str:
     return f"{column} matches only quarantined rows of {reference}"
+
+
+def parent_never_arrived_description(column: str, reference: str, days: int) -> str:
+    return f"{column} matched no {reference} for more than {days} day(s) of parking"

@@ -2,8 +2,9 @@
 
 One plan per dataset: clean text -> collapse exact duplicates -> parse types -> evaluate every
 rule as a column -> flag duplicate keys (one window) -> check foreign keys (one join each) ->
-``_errors`` / ``_warnings`` arrays. The split into valid and quarantined rows happens in exactly
-one place, :func:`split_column`, from ``_errors``.
+``_errors`` / ``_warnings`` arrays. The split into valid, parked and quarantined rows happens in
+exactly one place, :func:`split_column`, from ``_errors``: a row whose only errors are missing
+parents of foreign keys that park (``park_for_days``) is parked, not quarantined.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from common.contracts.columns import (
 from common.contracts.model import Contract, ForeignKey
 from common.engine.parsing import bad_encoding, clean_text, spark_type, type_mismatch, typed
 
-VALID, QUARANTINED = "valid", "quarantined"
+VALID, PARKED, QUARANTINED = "valid", "parked", "quarantined"
 KEY_PREFIX = "__key_"
 _DUPLICATE = "__duplicate_key"
 
@@ -54,7 +55,7 @@ def _failed(condition: Column) -> Column:
     return F.coalesce(condition, F.lit(False))
 
 
-def _codes(pairs: list[tuple[str, Column]]) -> Column:
+def codes_of(pairs: list[tuple[str, Column]]) -> Column:
     """The codes of the conditions that hold, in ``pairs`` order. Most rows break nothing: they
     get the empty array from one short-circuiting OR, and only the others build the array (its
     compaction is a higher-order function, which Spark interprets row by row)."""
@@ -134,11 +135,18 @@ def duplicate_key_flag(contract: Contract) -> Column:
     return key_present & F.col(CORRUPT).isNull() & (F.sum(well_formed).over(window) > 1)
 
 
-def join_parent_states(
-    df: DataFrame, parents: list[ParentKeys]
-) -> tuple[DataFrame, list[tuple[str, Column]]]:
-    """Left-join each parent key set; return the frame and the foreign-key failure pairs."""
-    failures: list[tuple[str, Column]] = []
+@dataclass(frozen=True)
+class ParentState:
+    """What one foreign key's join found for a row: its parent is missing, or only quarantined."""
+
+    foreign_key: ForeignKey
+    missing: Column
+    quarantined: Column
+
+
+def parent_states(df: DataFrame, parents: list[ParentKeys]) -> tuple[DataFrame, list[ParentState]]:
+    """Left-join each parent key set (skipped ones aside); return the frame and each key's state."""
+    states: list[ParentState] = []
     for index, parent in enumerate(parents):
         if parent.keys is None:
             continue
@@ -147,11 +155,37 @@ def join_parent_states(
         keys = parent.keys.select(F.col("key").alias(key_col), F.col("parent_valid").alias(state_col))
         df = df.join(keys, df[column] == keys[key_col], "left").drop(key_col)
         present = F.col(column).isNotNull()
-        failures.append((reasons.parent_missing_code(column), present & F.col(state_col).isNull()))
-        failures.append(
-            (reasons.parent_quarantined_code(column), present & (F.col(state_col) == F.lit(False)))
+        states.append(
+            ParentState(
+                parent.foreign_key,
+                present & F.col(state_col).isNull(),
+                present & (F.col(state_col) == F.lit(False)),
+            )
         )
+    return df, states
+
+
+def join_parent_states(
+    df: DataFrame, parents: list[ParentKeys]
+) -> tuple[DataFrame, list[tuple[str, Column]]]:
+    """Left-join each parent key set; return the frame and the foreign-key failure pairs."""
+    df, states = parent_states(df, parents)
+    failures: list[tuple[str, Column]] = []
+    for state in states:
+        column = state.foreign_key.column
+        failures.append((reasons.parent_missing_code(column), state.missing))
+        failures.append((reasons.parent_quarantined_code(column), state.quarantined))
     return df, failures
+
+
+def parkable_codes(parents: list[ParentKeys]) -> list[str]:
+    """The codes that park a row rather than quarantine it: a missing parent of a checked
+    foreign key that parks."""
+    return [
+        reasons.parent_missing_code(p.foreign_key.column)
+        for p in parents
+        if p.keys is not None and p.foreign_key.park_for_days
+    ]
 
 
 def annotate(
@@ -164,7 +198,7 @@ def annotate(
     """Evaluate every rule on raw text rows and return them annotated.
 
     Output columns: the typed contract columns, ``_raw_<col>`` text (kept only on quarantined
-    rows), ``_corrupt_record``, ``_errors``, ``_warnings``, ``_copies``, ``_row_hash``, lineage
+    and parked rows), ``_corrupt_record``, ``_errors``, ``_warnings``, ``_copies``, ``_row_hash``, lineage
     columns and the ``_quality`` split column.
     """
     df = (
@@ -181,11 +215,15 @@ def annotate(
     # A line that did not split into fields has meaningless values: report only that.
     df = df.withColumns(
         {
-            ERRORS: F.when(malformed, F.array(F.lit(reasons.MALFORMED_ROW))).otherwise(_codes(errors)),
-            WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(_codes(row_warnings)),
+            ERRORS: F.when(malformed, F.array(F.lit(reasons.MALFORMED_ROW))).otherwise(codes_of(errors)),
+            WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(codes_of(row_warnings)),
         }
     )
     is_valid = F.size(ERRORS) == 0
+    parkable = parkable_codes(parents)
+    is_parked = (
+        ~is_valid & F.forall(F.col(ERRORS), lambda code: code.isin(parkable)) if parkable else F.lit(False)
+    )
     columns = contract.column_names
     return df.select(
         *columns,
@@ -198,13 +236,13 @@ def annotate(
         F.lit(batch_id).alias(BATCH_ID),
         F.lit(processing_date).alias(PROCESSING_DATE),
         SOURCE_FILE,
-        split_column(is_valid).alias(QUALITY),
+        split_column(is_valid, is_parked).alias(QUALITY),
     )
 
 
-def split_column(is_valid: Column) -> Column:
-    """The one place rows are split: ``valid`` or ``quarantined``."""
-    return F.when(is_valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED))
+def split_column(is_valid: Column, is_parked: Column) -> Column:
+    """The one place rows are split: ``valid``, ``parked`` (waiting for a parent) or ``quarantined``."""
+    return F.when(is_valid, F.lit(VALID)).when(is_parked, F.lit(PARKED)).otherwise(F.lit(QUARANTINED))
 
 
 def parent_key_states(valid_keys: list[DataFrame], quarantined_keys: list[DataFrame]) -> DataFrame:

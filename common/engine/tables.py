@@ -3,6 +3,8 @@ annotated rows onto them. Tables are created from these schemas before the first
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -12,6 +14,7 @@ from common.contracts.columns import (
     COPIES,
     CORRUPT,
     ERRORS,
+    PARKED_SINCE,
     PROCESSING_DATE,
     QUALITY,
     REASONS,
@@ -21,7 +24,7 @@ from common.contracts.columns import (
     raw,
 )
 from common.contracts.model import Contract
-from common.engine.annotate import QUARANTINED, VALID
+from common.engine.annotate import PARKED, QUARANTINED, VALID
 from common.engine.parsing import spark_type
 
 _CODES = T.ArrayType(T.StringType())
@@ -53,6 +56,21 @@ def quarantine_schema(contract: Contract) -> T.StructType:
     )
 
 
+def parked_schema(contract: Contract) -> T.StructType:
+    """A parked row keeps what the validated table will need when it is released (the typed
+    columns, warnings, hash and lineage of the batch it came with), its source text (for the
+    quarantine, should its parent never arrive), its reasons, copies and the date it was parked."""
+    return T.StructType(
+        list(validated_schema(contract).fields)
+        + [T.StructField(raw(c), T.StringType()) for c in contract.column_names]
+        + [
+            T.StructField(REASONS, _CODES),
+            T.StructField(COPIES, T.LongType()),
+            T.StructField(PARKED_SINCE, T.DateType(), nullable=False),
+        ]
+    )
+
+
 def _project(df: DataFrame, schema: T.StructType, sources: list[str]) -> DataFrame:
     return df.select(
         *[
@@ -73,6 +91,23 @@ def quarantined_rows(annotated: DataFrame, contract: Contract) -> DataFrame:
     sources = [raw(c) for c in contract.column_names]
     sources += [CORRUPT, ERRORS, COPIES, BATCH_ID, PROCESSING_DATE, SOURCE_FILE]
     return _project(annotated.where(F.col(QUALITY) == QUARANTINED), quarantine_schema(contract), sources)
+
+
+def parked_rows(
+    annotated: DataFrame, contract: Contract, since: dt.date, earlier: DataFrame | None
+) -> DataFrame:
+    """The parked rows, as the park table stores them, parked ``since`` that date, or since the
+    date ``earlier`` (the same batch's parked rows of an earlier run: primary key and
+    ``_parked_since``) gives for the key, if sooner: re-running a batch does not restart the wait."""
+    parked = annotated.where(F.col(QUALITY) == PARKED)
+    started = F.lit(since)
+    if earlier is not None:
+        before = earlier.select(*contract.primary_key, F.col(PARKED_SINCE).alias("__since"))
+        parked = parked.join(before, contract.primary_key, "left")
+        started = F.least(started, F.col("__since"))
+    parked = parked.withColumns({REASONS: F.col(ERRORS), PARKED_SINCE: started})
+    schema = parked_schema(contract)
+    return _project(parked, schema, schema.fieldNames())
 
 
 def quarantine_samples(annotated: DataFrame, contract: Contract, per_rule: int) -> DataFrame:

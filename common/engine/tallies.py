@@ -1,5 +1,6 @@
 """Counts of an annotated dataset in one aggregation: rows and collapsed copies per split, and how
-many rows each reason code (errors on quarantined rows, warnings on valid rows) was given."""
+many rows each reason code (errors on quarantined and parked rows, warnings on valid rows) was
+given."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from common.contracts.columns import COPIES, ERRORS, QUALITY, WARNINGS
-from common.engine.annotate import VALID
+from common.engine.annotate import PARKED, VALID
 
 # Never reason codes: codes come from contracts and never start with "__".
 _ROW = "__row__"
@@ -38,8 +39,10 @@ def tally_frame(annotated: DataFrame) -> DataFrame:
 class Tallies:
     rows_valid: int = 0
     rows_quarantined: int = 0
+    rows_parked: int = 0
     duplicates_collapsed: int = 0
-    rule_counts: Counter[str] = field(default_factory=Counter)
+    rule_counts: Counter[str] = field(default_factory=Counter)  # codes of quarantined rows
+    parked_counts: Counter[str] = field(default_factory=Counter)  # codes of parked rows
     warning_counts: Counter[str] = field(default_factory=Counter)
     rows_with_warnings: int = 0
 
@@ -48,17 +51,22 @@ class Tallies:
         """Read the collected rows of :func:`tally_frame`."""
         out = cls()
         for row in rows:
-            valid, code, count = row[QUALITY] == VALID, row["code"], int(row["rows"])
+            quality, code, count = row[QUALITY], row["code"], int(row["rows"])
+            valid, parked = quality == VALID, quality == PARKED
             if code == _ROW:
                 out.duplicates_collapsed += int(row["copies"]) - count
                 if valid:
                     out.rows_valid = count
+                elif parked:
+                    out.rows_parked = count
                 else:
                     out.rows_quarantined = count
             elif code == _WARNED:
                 out.rows_with_warnings = count
             elif valid:
                 out.warning_counts[code] = count
+            elif parked:
+                out.parked_counts[code] = count
             else:
                 out.rule_counts[code] = count
         return out

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from common.contracts.model import quote_literal
 from common.errors import SchemaChangeError, StorageError
 from common.io.spark import broadcast_if_small
 from common.io.storage import spark_path
@@ -351,6 +352,64 @@ def replace_where(
     except _ERRORS as exc:
         raise StorageError(f"cannot write Delta table {uri}: {exc}") from exc
     return WriteOutcome(uri, version, int(metrics.get("numOutputRows", 0)), 0, previous)
+
+
+def insert_absent(
+    spark: SparkSession,
+    uri: str,
+    data: DataFrame,
+    schema: T.StructType,
+    match: list[str],
+    within: tuple[str, list[str]],
+    batch_id: str | None,
+) -> WriteOutcome:
+    """Insert the rows of ``data`` that the table at ``uri`` (created from ``schema`` if needed)
+    does not hold yet, a row being found by null-safe equality of the ``match`` columns among the
+    rows whose column ``within[0]`` is one of the values ``within[1]`` (every row of ``data`` is
+    one of them; Delta skips the files of the others): a re-run inserts nothing twice and
+    commits nothing.
+
+    Raises:
+        StorageError: the table cannot be created or the merge cannot be committed.
+    """
+    table = ensure_table(spark, uri, schema)
+    previous, _ = _head(table)
+    column, values = within
+    among = f"`{column}` IN ({', '.join(quote_literal(v) for v in values)})"
+    on = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in match)
+    try:
+        there = table.toDF().where(among)
+        missing = data.alias("s").join(there.alias("t"), F.expr(on), "left_anti")
+        if missing.isEmpty():
+            return WriteOutcome(uri, previous, 0, 0, previous)
+        with tagged(spark, batch_id):
+            merge = table.alias("t").merge(missing.alias("s"), f"t.{among} AND {on}")
+            merge.whenNotMatchedInsertAll().execute()
+        version, metrics = _last_commit(table)
+    except _ERRORS as exc:
+        raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
+    return WriteOutcome(uri, version, int(metrics.get("numTargetRowsInserted", 0)), 0, previous)
+
+
+def delete_matching(spark: SparkSession, uri: str, keys: DataFrame, batch_id: str | None) -> int:
+    """Delete the rows of the table at ``uri`` whose values of ``keys``' columns (none null) a row
+    of ``keys`` holds, in one MERGE; nothing is committed when none is there. Returns the number
+    of rows deleted.
+
+    Raises:
+        StorageError: the table cannot be read or the delete cannot be committed.
+    """
+    on = " AND ".join(f"t.`{c}` = s.`{c}`" for c in keys.columns)
+    try:
+        table = DeltaTable.forPath(spark, spark_path(uri))
+        if table.toDF().join(keys, keys.columns, "left_semi").isEmpty():
+            return 0
+        with tagged(spark, batch_id):
+            table.alias("t").merge(keys.alias("s"), on).whenMatchedDelete().execute()
+        _, metrics = _last_commit(table)
+    except _ERRORS as exc:
+        raise StorageError(f"cannot delete from Delta table {uri}: {exc}") from exc
+    return int(metrics.get("numTargetRowsDeleted", 0))
 
 
 def read(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame | None:

@@ -19,6 +19,10 @@ class Lake:
     def quarantine(self, dataset: str) -> str:
         return join_uri(self.root, "quarantine", dataset)
 
+    def parked(self, dataset: str) -> str:
+        """Rows waiting for a parent that has not arrived yet."""
+        return join_uri(self.root, "parked", dataset)
+
     def kpi(self, table: str) -> str:
         return join_uri(self.root, "kpi", table)
 

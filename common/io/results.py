@@ -16,7 +16,7 @@ from common.io import storage
 if TYPE_CHECKING:
     from common.settings import Settings
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1 added the park (rows_parked, parked_counts, park, notices)
 SUMMARY_MAX_ERRORS = 10  # the summary the state machine reads stays small (its payload limit)
 SUMMARY_MAX_CHARS = 400
 
@@ -55,21 +55,39 @@ class FileResult(BaseModel):
     excerpt: str | None = None  # what the file held where it went wrong (shortened; never alerted)
 
 
+class ParkResult(BaseModel):
+    """What a run did with the rows parked by earlier batches (waiting for a parent), and the park
+    as the run leaves it."""
+
+    rows_checked: int = 0  # parked rows of earlier batches this run re-checked
+    rows_released: int = 0  # their parents have arrived: published with this batch
+    released_from: dict[str, int] = Field(default_factory=dict)  # batch they came with -> rows
+    rows_expired: int = 0  # quarantined as parent_never_arrived (waited past parkFor)
+    rows_parent_quarantined: int = 0  # quarantined: their parent arrived only as a quarantined row
+    rows_waiting: int = 0  # in the park after this run (this batch's parked rows included)
+    oldest_parked_since: str | None = None  # the date the longest-waiting of them was parked
+    oldest_parked_days: int | None = None  # its age on this run's processing date
+    park_table: dict[str, Any] | None = None  # the park's last write, if any
+
+
 class DatasetResult(BaseModel):
     status: DatasetStatus = DatasetStatus.NOT_RUN
     files: list[FileResult] = Field(default_factory=list)
     rows_read: int = 0
     rows_valid: int = 0
     rows_quarantined: int = 0
+    rows_parked: int = 0  # waiting for a parent (not counted as quarantined: see ``park``)
     duplicates_collapsed: int = 0
     quarantine_share: float = 0.0
     quarantine_threshold: float | None = None  # the contract's own, or the run's override
     rule_counts: dict[str, int] = Field(default_factory=dict)
+    parked_counts: dict[str, int] = Field(default_factory=dict)  # reasons of this batch's parked rows
     warning_counts: dict[str, int] = Field(default_factory=dict)
     rows_with_warnings: int = 0
     checks_skipped: list[str] = Field(default_factory=list)
     validated_table: dict[str, Any] | None = None
     quarantine_table: dict[str, Any] | None = None
+    park: ParkResult | None = None  # only for a dataset whose foreign keys park rows
     errors: list[str] = Field(default_factory=list)
 
 
@@ -104,11 +122,41 @@ class ValidationResult(BaseModel):
                     "rows_read": d.rows_read,
                     "rows_valid": d.rows_valid,
                     "rows_quarantined": d.rows_quarantined,
+                    "rows_parked": d.rows_parked,
                     "duplicates_collapsed": d.duplicates_collapsed,
                 }
                 for name, d in self.datasets.items()
             },
+            "notices": self.notices,
+            **({"park": self.park_summary} if self.park_summary is not None else {}),
         }
+
+    @property
+    def park_summary(self) -> dict[str, int] | None:
+        """The park across datasets, for the state machine's metrics (None when no dataset parks):
+        rows that expired on this run, rows waiting after it, and the oldest one's age in days."""
+        parks = [d.park for d in self.datasets.values() if d.park is not None]
+        if not parks:
+            return None
+        return {
+            "rows_expired": sum(p.rows_expired for p in parks),
+            "rows_waiting": sum(p.rows_waiting for p in parks),
+            "oldest_parked_days": max(p.oldest_parked_days or 0 for p in parks),
+        }
+
+    @property
+    def notices(self) -> list[str]:
+        """What a person should hear of even when the batch succeeded: parked rows that expired
+        (counts and reason codes only, never values)."""
+        out: list[str] = []
+        for name, d in self.datasets.items():
+            if d.park is not None and d.park.rows_expired:
+                out.append(
+                    f"{name}: {d.park.rows_expired} parked row(s) quarantined as parent_never_arrived "
+                    f"(their parent did not arrive within the contract's parkFor); "
+                    f"{d.park.rows_waiting} still waiting"
+                )
+        return out
 
 
 def read_result(uri: str, settings: Settings) -> ValidationResult:

@@ -76,9 +76,10 @@ class MaintainOutcome:
 
 
 def data_tables(lake: Lake, contracts: dict[str, Contract]) -> list[tuple[str, str]]:
-    """``(name, uri)`` of every validated, quarantine and KPI table (the run ledger aside)."""
+    """``(name, uri)`` of every validated, quarantine, KPI and park table (the run ledger aside)."""
     where = {"validated": lake.validated, "quarantine": lake.quarantine, "kpi": lake.kpi}
-    return [(f"{t.kind}/{t.source}", where[t.kind](t.source)) for t in catalog.lake_tables(lake, contracts)]
+    listed = [(f"{t.kind}/{t.source}", where[t.kind](t.source)) for t in catalog.lake_tables(lake, contracts)]
+    return listed + [(f"parked/{name}", lake.parked(name)) for name, c in contracts.items() if c.parks]
 
 
 def run_maintenance(

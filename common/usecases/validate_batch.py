@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,10 +27,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.contracts import DATASETS, Contract, ForeignKey
-from common.contracts.columns import BATCH_ID, QUALITY, ROW_HASH
+from common.contracts.columns import BATCH_ID, PARKED_SINCE, QUALITY, ROW_HASH
 from common.contracts.loader import contract_path
 from common.contracts.model import quote_literal
-from common.engine import tables
+from common.engine import park, tables
 from common.engine.annotate import VALID, ParentKeys, annotate, parent_key_states, rule_problems
 from common.engine.parsing import clean_text, spark_type, typed
 from common.engine.tallies import Tallies, tally_frame
@@ -39,7 +40,14 @@ from common.io.csv_source import CheckedFile, count_rows, inspect_file, read_raw
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.io.manifest import Batch
-from common.io.results import BatchStatus, DatasetResult, DatasetStatus, FileResult, ValidationResult
+from common.io.results import (
+    BatchStatus,
+    DatasetResult,
+    DatasetStatus,
+    FileResult,
+    ParkResult,
+    ValidationResult,
+)
 from common.io.spark import broadcast_if_small, broadcast_only_when_hinted
 from common.usecases import catalog
 from common.usecases.html_report import SAMPLE_PER_RULE
@@ -56,6 +64,24 @@ UPDATE_WHEN = f"t.{ROW_HASH} <> s.{ROW_HASH} AND s.{BATCH_ID} >= t.{BATCH_ID}"
 
 
 @dataclass
+class _Park:
+    """A dataset's parked rows of earlier batches (kept for the run), and the parent keys they
+    are re-checked against (found with the batch's own rows' keys, in one pass)."""
+
+    rows: DataFrame
+    count: int
+    parents: list[ParentKeys] = field(default_factory=list)
+    earliest: dt.date | None = None  # this batch's own parked rows, as an earlier run parked them
+    rechecked: DataFrame | None = None
+    condemned_from: set[str] = field(default_factory=set)  # batches the condemned rows came with
+
+    def release(self) -> None:
+        for frame in (self.rows, self.rechecked, *[p.keys for p in self.parents]):
+            if frame is not None:
+                frame.unpersist()
+
+
+@dataclass
 class _Context:
     spark: SparkSession
     settings: Settings
@@ -67,11 +93,15 @@ class _Context:
     annotated: dict[str, DataFrame] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] | None = None  # quarantined rows for the report
     inspected: dict[tuple[str, str], FileCheck] = field(default_factory=dict)  # inspect_batch's
+    parks: dict[str, _Park] = field(default_factory=dict)
 
     def release(self) -> None:
         for frame in self.annotated.values():
             frame.unpersist()
         self.annotated.clear()
+        for kept in self.parks.values():
+            kept.release()
+        self.parks.clear()
 
 
 FileCheck = CheckedFile | InputFileError  # a file's header check: usable, or why not
@@ -136,18 +166,31 @@ def _record(ds: DatasetResult, file_result: FileResult, exc: InputFileError) -> 
 
 
 def _parent_keys(
-    ctx: _Context, child: Contract, fk: ForeignKey, child_rows: DataFrame, child_count: int
+    ctx: _Context,
+    child: Contract,
+    fk: ForeignKey,
+    child_rows: DataFrame | None,
+    child_count: int,
+    parked: _Park | None,
 ) -> DataFrame | None:
     """Valid and quarantined keys of the referenced dataset: this batch plus the lake. Of the
-    lake's tables only the keys the child's rows (``child_rows``, raw, ``child_count`` of them)
-    reference are read into the check, so its cost follows the batch, not the lake."""
+    lake's tables only the keys referenced by the child's rows (``child_rows``, raw, ``child_count``
+    of them) and by its parked rows are read into the check, so its cost follows the batch and the
+    park, not the lake."""
     parent_name, parent_column = fk.references.dataset, fk.references.column
     spec = ctx.contracts[parent_name].columns[parent_column]
     key_type = spark_type(spec.type)
-    child_key = typed(clean_text(F.col(fk.column)), child.columns[fk.column]).cast(key_type)
-    referenced = broadcast_if_small(
-        child_rows.select(child_key.alias("key")).where(F.col("key").isNotNull()).distinct(), child_count
-    )
+    wanted: list[DataFrame] = []
+    if child_rows is not None:
+        child_key = typed(clean_text(F.col(fk.column)), child.columns[fk.column]).cast(key_type)
+        wanted.append(child_rows.select(child_key.alias("key")))
+    if parked is not None:
+        wanted.append(parked.rows.select(F.col(fk.column).cast(key_type).alias("key")))
+    bound = child_count + (parked.count if parked is not None else 0)
+    union = wanted[0]
+    for frame in wanted[1:]:
+        union = union.unionByName(frame)
+    referenced = broadcast_if_small(union.where(F.col("key").isNotNull()).distinct(), bound)
     parent_result = ctx.result.datasets.get(parent_name)
     if parent_result is not None and any(f.error for f in parent_result.files):
         ctx.result.datasets[child.dataset].checks_skipped.append(
@@ -174,16 +217,45 @@ def _parent_keys(
     if not valid and not quarantined:
         return ctx.spark.createDataFrame([], f"key {key_type.simpleString()}, parent_valid boolean")
     # One row per key: at most the keys the child references plus the batch's own parent rows.
-    bound = child_count + (parent_result.rows_read if parent_result is not None else 0)
-    return broadcast_if_small(parent_key_states(valid, quarantined), bound)
+    bound += parent_result.rows_read if parent_result is not None else 0
+    states = broadcast_if_small(parent_key_states(valid, quarantined), bound)
+    if parked is not None:  # used twice (the batch's rows, then the park's): found once
+        states = states.persist(StorageLevel.MEMORY_AND_DISK)
+    return states
+
+
+def _open_park(ctx: _Context, contract: Contract) -> _Park | None:
+    """The dataset's parked rows of earlier batches, kept for the run, when its contract parks and
+    there are any. This batch's own (from an earlier run of it) are not re-checked: this run
+    parks them again from its files; only the date they were first parked on is kept."""
+    if not contract.parks:
+        return None
+    table = delta.read(ctx.spark, ctx.lake.parked(contract.dataset))
+    if table is None:
+        return None
+    mine = F.col(BATCH_ID) == F.lit(ctx.batch.batch_id)
+    earliest = table.where(mine).agg(F.min(PARKED_SINCE)).first()
+    rows = table.where(~mine).persist(StorageLevel.MEMORY_AND_DISK)
+    count = rows.count()
+    if not count:
+        rows.unpersist()
+    kept = _Park(rows, count, earliest=earliest[0] if earliest is not None else None)
+    ctx.parks[contract.dataset] = kept
+    return kept if count else None
 
 
 def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     name = contract.dataset
     ds = ctx.result.datasets[name]
     uris = ctx.batch.files.get(name, [])
+    parked = _open_park(ctx, contract)
     if not uris:
         ds.status = DatasetStatus.ABSENT
+        if parked is not None:  # nothing of its own, but its park is re-checked all the same
+            parked.parents = [
+                ParentKeys(fk, _parent_keys(ctx, contract, fk, None, 0, parked))
+                for fk in contract.foreign_keys
+            ]
         return
     clock = time.monotonic()
     checked = _check_files(ctx, contract, uris, ds)
@@ -208,8 +280,11 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     counted_at = time.monotonic()
     raw_df = read_raw(ctx.spark, checked, contract, multiline, ctx.settings.max_line_bytes)
     parents = [
-        ParentKeys(fk, _parent_keys(ctx, contract, fk, raw_df, ds.rows_read)) for fk in contract.foreign_keys
+        ParentKeys(fk, _parent_keys(ctx, contract, fk, raw_df, ds.rows_read, parked))
+        for fk in contract.foreign_keys
     ]
+    if parked is not None:
+        parked.parents = parents
     annotated = annotate(raw_df, contract, parents, ctx.batch.batch_id, ctx.processing_date)
     annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
     ctx.annotated[name] = annotated
@@ -224,15 +299,17 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
     )
     ds.rows_valid = stats.rows_valid
     ds.rows_quarantined = stats.rows_quarantined
+    ds.rows_parked = stats.rows_parked
     ds.duplicates_collapsed = stats.duplicates_collapsed
     ds.rule_counts = dict(sorted(stats.rule_counts.items()))
+    ds.parked_counts = dict(sorted(stats.parked_counts.items()))
     ds.warning_counts = dict(sorted(stats.warning_counts.items()))
     ds.rows_with_warnings = stats.rows_with_warnings
-    accounted = ds.rows_valid + ds.rows_quarantined + ds.duplicates_collapsed
+    accounted = ds.rows_valid + ds.rows_quarantined + ds.rows_parked + ds.duplicates_collapsed
     if accounted != ds.rows_read:
         raise AccountingError(
             f"{name}: {ds.rows_read} rows read but {ds.rows_valid} valid + {ds.rows_quarantined} quarantined "
-            f"+ {ds.duplicates_collapsed} duplicates collapsed = {accounted}"
+            f"+ {ds.rows_parked} parked + {ds.duplicates_collapsed} duplicates collapsed = {accounted}"
         )
     ds.quarantine_share = round(ds.rows_quarantined / ds.rows_read, 6) if ds.rows_read else 0.0
     threshold = ctx.settings.quarantine_threshold
@@ -252,30 +329,93 @@ def _validate_dataset(ctx: _Context, contract: Contract) -> None:
             )
     ds.status = DatasetStatus.FAILED if ds.errors else DatasetStatus.PASSED
     log.info(
-        "%s: read=%d valid=%d quarantined=%d duplicates=%d",
+        "%s: read=%d valid=%d quarantined=%d parked=%d duplicates=%d",
         name,
         ds.rows_read,
         ds.rows_valid,
         ds.rows_quarantined,
+        ds.rows_parked,
         ds.duplicates_collapsed,
     )
 
 
 def _publish(ctx: _Context, lease: LeaseCheck) -> None:
-    """Each dataset's tables, wave by wave like the validation: a wave's tables at once (a
-    dataset's validated and quarantine tables too: different tables, one batch tag), and a child
-    only once its parents are published, so a reader never sees items whose orders are not there
-    yet."""
+    """Each dataset's tables, wave by wave like the validation: a wave's datasets at once, and a
+    child only once its parents are published, so a reader never sees items whose orders are not
+    there yet."""
     with delta.tagged(ctx.spark, ctx.batch.batch_id):
         for group in waves(ctx.contracts):
-            names = [name for name in group if name in ctx.annotated]
-            writes = [
-                partial(_publish_validated, ctx, lease, name) for name in names if _publishes_valid(ctx, name)
-            ]
-            writes += [partial(_publish_quarantine, ctx, lease, name) for name in names]
+            names = [name for name in group if name in ctx.annotated or name in ctx.parks]
+            writes = [partial(_publish_dataset, ctx, lease, name) for name in names]
             # The report's samples come from the same kept rows, meanwhile (nothing waits for them).
-            writes += [partial(_sample, ctx, name) for name in names]
+            writes += [partial(_sample, ctx, name) for name in names if name in ctx.annotated]
             run_side_by_side(writes, "publish")
+
+
+def _publish_dataset(ctx: _Context, lease: LeaseCheck, name: str) -> None:
+    """A dataset's tables: its park re-checked first (the batch passed: parents published), then
+    the validated rows (with the released ones), this batch's quarantined rows and the condemned
+    parked rows side by side (different tables, one batch tag), and only then the park, so a
+    crash in between leaves rows in the park that the re-run finds published already."""
+    passed = ctx.result.status is BatchStatus.SUCCEEDED
+    parked = ctx.parks.get(name) if passed else None
+    # (A parent that failed its file checks fails the batch; its keys are then not known.)
+    if parked is not None and parked.count and all(p.keys is not None for p in parked.parents):
+        _recheck(ctx, name, parked)
+    writes: list[Callable[[], None]] = []
+    if _publishes_valid(ctx, name):
+        writes.append(partial(_publish_validated, ctx, lease, name))
+    if name in ctx.annotated:
+        writes.append(partial(_publish_quarantine, ctx, lease, name))
+    park_result = ctx.result.datasets[name].park
+    if park_result is not None and park_result.rows_expired + park_result.rows_parent_quarantined:
+        writes.append(partial(_publish_condemned, ctx, lease, name))
+    run_side_by_side(writes, name)
+    if passed and ctx.contracts[name].parks:
+        _write_park(ctx, lease, name)
+
+
+def _recheck(ctx: _Context, name: str, parked: _Park) -> None:
+    """Re-check the park against the parents known now; count what leaves it and why."""
+    clock = time.monotonic()
+    rechecked = park.recheck(parked.rows, parked.parents, ctx.processing_date)
+    parked.rechecked = rechecked.persist(StorageLevel.MEMORY_AND_DISK)
+    result = ctx.result.datasets[name].park = ParkResult(rows_checked=parked.count)
+    waiting_since: list[dt.date] = []
+    for row in park.park_tally(parked.rechecked).collect():
+        outcome, batch, rows = row[park.OUTCOME], row[BATCH_ID], int(row["rows"])
+        expired = int(row["expired"])
+        if outcome == park.RELEASED:
+            result.rows_released += rows
+            result.released_from[batch] = result.released_from.get(batch, 0) + rows
+        elif outcome == park.CONDEMNED:
+            parked.condemned_from.add(batch)
+            result.rows_expired += expired
+            result.rows_parent_quarantined += rows - expired
+        else:
+            result.rows_waiting += rows
+            waiting_since.append(row["since"])
+    result.released_from = dict(sorted(result.released_from.items()))
+    accounted = result.rows_released + result.rows_expired + result.rows_parent_quarantined
+    accounted += result.rows_waiting
+    if accounted != parked.count:
+        raise AccountingError(
+            f"{name}: {parked.count} parked rows re-checked but {result.rows_released} released + "
+            f"{result.rows_expired} expired + {result.rows_parent_quarantined} parent quarantined + "
+            f"{result.rows_waiting} waiting = {accounted}"
+        )
+    if waiting_since:
+        result.oldest_parked_since = min(waiting_since).isoformat()
+    log.info(
+        "%s: %d parked rows re-checked in %.1fs: %d released, %d expired, %d parent quarantined, %d waiting",
+        name,
+        parked.count,
+        time.monotonic() - clock,
+        result.rows_released,
+        result.rows_expired,
+        result.rows_parent_quarantined,
+        result.rows_waiting,
+    )
 
 
 def _sample(ctx: _Context, name: str) -> None:
@@ -292,24 +432,103 @@ def _sample(ctx: _Context, name: str) -> None:
 
 def _publishes_valid(ctx: _Context, name: str) -> bool:
     """Valid rows are published only when the whole batch passed (write-audit-publish)."""
-    return ctx.result.status is BatchStatus.SUCCEEDED and ctx.result.datasets[name].rows_valid > 0
+    park_result = ctx.result.datasets[name].park
+    released = park_result.rows_released if park_result is not None else 0
+    return ctx.result.status is BatchStatus.SUCCEEDED and ctx.result.datasets[name].rows_valid + released > 0
 
 
 def _publish_validated(ctx: _Context, lease: LeaseCheck, name: str) -> None:
     ds, contract, clock = ctx.result.datasets[name], ctx.contracts[name], time.monotonic()
     lease.check()
+    uri = ctx.lake.validated(name)
+    rows = tables.valid_rows(ctx.annotated[name], contract) if name in ctx.annotated else None
+    released = ds.park.rows_released if ds.park is not None else 0
+    kept = ctx.parks.get(name)
+    if released and kept is not None and kept.rechecked is not None:
+        keys = contract.primary_key
+        published = delta.read(ctx.spark, uri)
+        if published is not None:  # only the rows of the released keys: a small part of the table
+            wanted = kept.rechecked.where(F.col(park.OUTCOME) == park.RELEASED).select(*keys).distinct()
+            published = published.join(broadcast_if_small(wanted, released), keys, "left_semi")
+        freed = park.releasable(
+            kept.rechecked,
+            contract,
+            None if rows is None else broadcast_if_small(rows.select(*keys), ds.rows_valid),
+            published,
+            ctx.batch.batch_id,
+            ctx.processing_date,
+        )
+        rows = freed if rows is None else rows.unionByName(freed)
+    assert rows is not None  # _publishes_valid: valid or released rows
     outcome = delta.upsert(
         ctx.spark,
-        ctx.lake.validated(name),
-        delta.sized(tables.valid_rows(ctx.annotated[name], contract), ds.rows_valid),
+        uri,
+        delta.sized(rows, ds.rows_valid + released),
         tables.validated_schema(contract),
         contract.primary_key,
         UPDATE_WHEN,
         ctx.batch.batch_id,
-        ds.rows_valid,
+        ds.rows_valid + released,
     )
     ds.validated_table = outcome.as_dict()
     log.info("%s: validated rows published in %.1fs", name, time.monotonic() - clock)
+
+
+def _publish_condemned(ctx: _Context, lease: LeaseCheck, name: str) -> None:
+    """Parked rows whose parent never arrived (or arrived quarantined) join the quarantine, as rows
+    of the batch they came with; a re-run after a crash finds them there and adds nothing."""
+    ds, contract = ctx.result.datasets[name], ctx.contracts[name]
+    kept = ctx.parks[name]
+    assert kept.rechecked is not None and ds.park is not None
+    lease.check()
+    condemned = park.condemned_rows(kept.rechecked, contract)
+    delta.insert_absent(
+        ctx.spark,
+        ctx.lake.quarantine(name),
+        condemned,
+        tables.quarantine_schema(contract),
+        park.quarantine_match(contract),
+        (BATCH_ID, sorted(kept.condemned_from)),
+        ctx.batch.batch_id,
+    )
+
+
+def _write_park(ctx: _Context, lease: LeaseCheck, name: str) -> None:
+    """The park after this batch: the rows that left it deleted, then this batch's parked rows in
+    place of an earlier run's (re-running a batch does not restart their wait)."""
+    ds, contract, uri = ctx.result.datasets[name], ctx.contracts[name], ctx.lake.parked(name)
+    kept = ctx.parks.get(name)
+    lease.check()
+    left = ds.park.rows_checked - ds.park.rows_waiting if ds.park is not None else 0
+    if kept is not None and kept.rechecked is not None and left:
+        delta.delete_matching(ctx.spark, uri, park.leaving(kept.rechecked, contract), ctx.batch.batch_id)
+    result = ds.park if ds.park is not None else ParkResult()
+    ds.park = result
+    if name in ctx.annotated and (ds.rows_parked or (kept is not None and kept.earliest is not None)):
+        earlier = None
+        if kept is not None and kept.earliest is not None:
+            table = delta.read(ctx.spark, uri)
+            assert table is not None
+            earlier = table.where(F.col(BATCH_ID) == F.lit(ctx.batch.batch_id))
+        rows = tables.parked_rows(ctx.annotated[name], contract, ctx.processing_date, earlier)
+        outcome = delta.replace_where(
+            ctx.spark,
+            uri,
+            delta.sized(rows, ds.rows_parked),
+            tables.parked_schema(contract),
+            f"{BATCH_ID} = {quote_literal(ctx.batch.batch_id)}",
+            ctx.batch.batch_id,
+        )
+        result.park_table = outcome.as_dict()
+        log.info("%s: %d rows parked (waiting for a parent)", name, ds.rows_parked)
+    result.rows_waiting += ds.rows_parked
+    if ds.rows_parked:
+        mine = min(d for d in (ctx.processing_date, kept.earliest if kept else None) if d is not None)
+        if result.oldest_parked_since is None or mine.isoformat() < result.oldest_parked_since:
+            result.oldest_parked_since = mine.isoformat()
+    if result.oldest_parked_since is not None:
+        since = dt.date.fromisoformat(result.oldest_parked_since)
+        result.oldest_parked_days = (ctx.processing_date - since).days
 
 
 def _publish_quarantine(ctx: _Context, lease: LeaseCheck, name: str) -> None:
@@ -397,6 +616,7 @@ def _evolve_tables(ctx: _Context) -> None:
         for uri, schema in (
             (ctx.lake.validated(name), tables.validated_schema(contract)),
             (ctx.lake.quarantine(name), tables.quarantine_schema(contract)),
+            (ctx.lake.parked(name), tables.parked_schema(contract)),
         ):
             delta.evolve(ctx.spark, uri, schema, ctx.settings.migrate_schema)
 

@@ -35,7 +35,10 @@ def test_ground_truth_rows_read_match_the_files_and_split_into_parts(tmp_path: P
         lines = sum(len(p.read_bytes().splitlines()) - 1 for p in parts)  # minus each header
         assert lines == expected["rows_read"], name
         assert expected["rows_read"] == (
-            expected["rows_valid"] + expected["rows_quarantined"] + expected["duplicates_collapsed"]
+            expected["rows_valid"]
+            + expected["rows_quarantined"]
+            + expected["rows_parked"]
+            + expected["duplicates_collapsed"]
         )
     assert len(list((tmp_path / "order_items").glob("part-*.csv"))) == 3
     items = truth["datasets"]["order_items"]
