@@ -108,6 +108,9 @@ def test_a_clean_batch_is_validated_transformed_and_completed(
         "Start",
         "Validate",
         "ReadValidationResult",
+        "HasPark",  # order_items parks rows: the park's figures become metrics
+        "RecordPark",
+        "HasNotices",
         "CheckValidationStatus",
         "Transform",
         "MarkCompleted",

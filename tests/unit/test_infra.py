@@ -176,6 +176,10 @@ def test_iam_is_least_privilege() -> None:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all(a != "*" and not a.endswith(":*") for a in actions), (role, actions)
         if statement.get("Resource") == "*":
+            if actions == ["cloudwatch:PutMetricData"]:  # no resource type: narrowed to our namespace
+                namespace = statement["Condition"]["StringEquals"]["cloudwatch:namespace"]
+                assert namespace == dispatch.METRICS_NAMESPACE, role
+                continue
             # only CloudWatch Logs delivery and X-Ray, which AWS defines on "*"
             assert all(a.startswith(("logs:", "xray:")) for a in actions), (role, actions)
 
@@ -284,7 +288,12 @@ def test_every_silent_failure_has_an_alarm_that_alerts() -> None:
     dlq = json.dumps({"Fn::GetAtt": "IngestDeadLetterQueue.QueueName"}, sort_keys=True)
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq) in watched
     own = {p["MetricName"] for p in alarms.values() if p["Namespace"] == dispatch.METRICS_NAMESPACE}
-    assert own == {"InFlightSeconds", "OldestPendingSeconds"}  # emitted by dispatch.queue_metrics
+    definition = json.loads(re.sub(r":\s*\$\{[A-Za-z]+\}", ": 1", ASL))
+    recorded = definition["States"]["RecordPark"]["Parameters"]
+    assert recorded["Namespace"] == dispatch.METRICS_NAMESPACE
+    park = {m["MetricName"] for m in recorded["MetricData"]}  # emitted by the state machine
+    assert park == {"ParkedRowsExpired", "OldestParkedDays"}
+    assert own == {"InFlightSeconds", "OldestPendingSeconds"} | park  # and by dispatch.queue_metrics
     for name, props in alarms.items():
         assert props["AlarmActions"] == [{"Ref": "AlertTopic"}], name
 

@@ -60,14 +60,14 @@ def scripted(
             yield stack, fargate, script
 
 
-def _validated(status: str = "SUCCEEDED", summary: bool = True, code: int = 0) -> Any:
+def _validated(status: str = "SUCCEEDED", summary: bool = True, code: int = 0, **extra: Any) -> Any:
     """What the validate job writes before it exits 0 (``code``: jobs.run exits 4 after a FAILED
-    one): its result, then the summary beside it."""
+    one): its result, then the summary beside it (with ``extra`` summary fields)."""
 
     def write(env: dict[str, str]) -> int:
         s3 = boto3.client("s3", region_name=REGION)
         key = env["ECOM_RESULT_URI"].removeprefix(f"s3://{BUCKET}/")
-        body = {"batch_id": env["ECOM_BATCH_ID"], "status": status, "errors": [], "datasets": {}}
+        body = {"batch_id": env["ECOM_BATCH_ID"], "status": status, "errors": [], "datasets": {}, **extra}
         s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
         if summary:
             s3.put_object(
@@ -279,6 +279,7 @@ def test_one_task_layout_completes_a_batch_jobs_run_did_both_for(
         "Start",
         "Validate",
         "ReadValidationResult",
+        "HasPark",
         "CheckValidationStatus",
         "MarkCompleted",
         "Done",
@@ -306,3 +307,66 @@ def test_one_task_layout_reads_jobs_runs_exit_4_as_a_failed_result(
     [alert] = stack.alerts()
     assert f"Batch {batch_id} failed at step CheckValidationStatus" in alert["Message"]
     assert f"Report: s3://{BUCKET}/results/{batch_id}/report.html" in alert["Message"]
+
+
+EXPIRED_NOTICE = (
+    "order_items: 3 parked row(s) quarantined as parent_never_arrived (their parent did not arrive "
+    "within the contract's parkFor); 2 still waiting"
+)
+
+
+def test_expired_parked_rows_are_announced_and_measured_while_the_batch_completes(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """A passing batch whose park let rows expire: the notice (counts only) goes to the alert topic,
+    the park's figures become the metrics the template's park alarms watch, and the batch completes."""
+    stack, _, script = scripted
+    park = {"rows_expired": 3, "rows_waiting": 2, "oldest_parked_days": 6}
+    script["validate"] = [_validated(notices=[EXPIRED_NOTICE], park=park)]
+    script["transform"] = [0]
+    batch_id = "20261122T110000Z-expired"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED" and stack.batch(batch_id)["status"] == "completed"
+    entered = states_entered(stack.sfn, arn)
+    assert entered[entered.index("ReadValidationResult") :][:5] == [
+        "ReadValidationResult",
+        "HasPark",
+        "RecordPark",
+        "HasNotices",
+        "NotifyNotices",
+    ]
+    [alert] = stack.alerts()
+    assert alert["Subject"] == "ecom-pipeline batch notice"
+    assert alert["Message"] == f'Batch {batch_id} (SUCCEEDED): ["{EXPIRED_NOTICE}"]'
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    name = stack.state_machine_arn.rsplit(":", 1)[-1]
+    figures = {}
+    for metric in ("ParkedRowsExpired", "OldestParkedDays"):
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="EcomPipeline",
+            MetricName=metric,
+            Dimensions=[{"Name": "StateMachine", "Value": name}],
+            StartTime=time.time() - 3600,
+            EndTime=time.time() + 3600,
+            Period=300,
+            Statistics=["Maximum"],
+        )
+        figures[metric] = [p["Maximum"] for p in stats["Datapoints"]]
+    assert figures == {"ParkedRowsExpired": [3.0], "OldestParkedDays": [6.0]}
+
+
+def test_a_summary_without_park_or_notices_goes_straight_to_its_status(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """No dataset parks (or an older job's summary): no metric, no notice."""
+    stack, _, script = scripted
+    script["validate"] = [_validated(notices=[])]
+    script["transform"] = [0]
+    arn, execution = _run(stack, "20261122T120000Z-quiet")
+    assert execution["status"] == "SUCCEEDED" and stack.alerts() == []
+    entered = states_entered(stack.sfn, arn)
+    assert entered[entered.index("ReadValidationResult") :][:3] == [
+        "ReadValidationResult",
+        "HasPark",
+        "CheckValidationStatus",
+    ]
