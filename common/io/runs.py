@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.io import delta
+from common.io.results import DatasetResult
 
 COUNTS = ("rows_read", "rows_valid", "rows_quarantined", "duplicates_collapsed")
 
@@ -31,6 +32,23 @@ RUNS_SCHEMA = T.StructType(
         T.StructField("report_uri", T.StringType(), True),
     ]
 )
+
+
+def park_counts(dataset: DatasetResult) -> dict[str, int]:
+    """A dataset's park figures for ``dataset_counts``: this batch's parked rows, and what the run
+    did with the park (released, expired, still waiting, the oldest one's age in days)."""
+    out = {"rows_parked": dataset.rows_parked}
+    park = dataset.park
+    if park is not None:
+        out |= {
+            "park_released": park.rows_released,
+            "park_expired": park.rows_expired,
+            "park_parent_quarantined": park.rows_parent_quarantined,
+            "park_waiting": park.rows_waiting,
+        }
+        if park.oldest_parked_days is not None:
+            out["park_oldest_days"] = park.oldest_parked_days
+    return out
 
 
 def _stamp(value: str | None) -> dt.datetime | None:

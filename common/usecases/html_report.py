@@ -75,6 +75,7 @@ def rows_chart(result: ValidationResult) -> Markup:
     chart.x_labels = names
     chart.add("valid", [result.datasets[n].rows_valid for n in names])
     chart.add("quarantined", [result.datasets[n].rows_quarantined for n in names])
+    chart.add("parked", [result.datasets[n].rows_parked for n in names])
     chart.add("duplicates collapsed", [result.datasets[n].duplicates_collapsed for n in names])
     return _svg(chart)
 

@@ -30,6 +30,7 @@ def format_validation(result: ValidationResult, top: int = 5) -> str:
             str(d.rows_read),
             str(d.rows_valid),
             str(d.rows_quarantined),
+            str(d.rows_parked),
             str(d.duplicates_collapsed),
             f"{d.quarantine_share:.2%}",
             str(d.rows_with_warnings),
@@ -37,7 +38,9 @@ def format_validation(result: ValidationResult, top: int = 5) -> str:
         for name, d in result.datasets.items()
     ]
     lines.append(
-        _table(["dataset", "status", "read", "valid", "quarantined", "dup", "share", "warned"], rows)
+        _table(
+            ["dataset", "status", "read", "valid", "quarantined", "parked", "dup", "share", "warned"], rows
+        )
     )
     for name, d in result.datasets.items():
         if d.rule_counts:
@@ -49,6 +52,19 @@ def format_validation(result: ValidationResult, top: int = 5) -> str:
         if d.warning_counts:
             lines.append(f"Warnings, {name}: " + ", ".join(f"{k}={v}" for k, v in d.warning_counts.items()))
         lines += [f"  ! {message}" for message in d.checks_skipped]
+        if d.parked_counts:
+            parked = ", ".join(f"{k}={v}" for k, v in d.parked_counts.items())
+            lines.append(f"Parked, {name}: {parked} (waiting for their parents)")
+        if d.park is not None and (d.park.rows_checked or d.park.rows_waiting):
+            p = d.park
+            line = (
+                f"Park, {name}: {p.rows_released} released, {p.rows_expired} expired, "
+                f"{p.rows_parent_quarantined} parent quarantined, {p.rows_waiting} waiting"
+            )
+            if p.oldest_parked_since is not None:
+                line += f" (oldest since {p.oldest_parked_since}, {p.oldest_parked_days} days)"
+            lines.append(line)
+    lines += [f"  ! {notice}" for notice in result.notices]
     if result.errors:
         lines.append("\nErrors:")
         lines += [f"  - {message}" for message in result.errors]

@@ -43,7 +43,8 @@ def _run_row(
     }
     if isinstance(result, ValidationResult):
         row["dataset_counts"] = {
-            name: {c: int(getattr(d, c)) for c in runs.COUNTS} for name, d in result.datasets.items()
+            name: {c: int(getattr(d, c)) for c in runs.COUNTS} | runs.park_counts(d)
+            for name, d in result.datasets.items()
         }
         row["rule_counts"] = {
             f"{name}:{code}": n for name, d in result.datasets.items() for code, n in d.rule_counts.items()
