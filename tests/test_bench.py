@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_benchmark_smoke_run_writes_a_complete_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rep = run_benchmark([2_000], runs=1, out=tmp_path, spark_master="local[2]", histories=[0, 2_000])
+    rep = run_benchmark(
+        [2_000], runs=1, out=tmp_path, spark_master="local[2]", histories=[0, 2_000], park_items=500
+    )
     [scale] = rep["scales"]
     assert scale["items"] == 2_000 and scale["runs"] == 1
     for job in ("baseline", "validate", "transform", "pipeline"):
@@ -28,10 +30,12 @@ def test_benchmark_smoke_run_writes_a_complete_report(
     validate, transform = scale["validate"]["all_seconds"][0], scale["transform"]["all_seconds"][0]
     assert scale["end_to_end"]["two_processes_median"] == round(validate + transform, 2)
     assert scale["end_to_end"]["one_process_median"] == scale["pipeline"]["seconds_median"]
-    empty, grown = rep[
-        "growth"
-    ]  # the day's batch into an empty lake and a 2,000-item one, checked by the bench
+    # the day's batch into an empty lake, a 2,000-item one, and that one with 500 parked items,
+    # each checked by the bench
+    empty, grown, parked = rep["growth"]
     assert (empty["history_items"], grown["history_items"]) == (0, 2_000)
+    assert (parked["history_items"], parked["parked_items"], grown["parked_items"]) == (2_000, 500, 0)
+    assert parked["ratio_to_no_park"] == round(parked["end_to_end_median"] / grown["end_to_end_median"], 3)
     assert empty["ratio_to_empty"] == 1.0
     assert grown["ratio_to_empty"] == round(grown["end_to_end_median"] / empty["end_to_end_median"], 3)
     assert grown["end_to_end_all"] == [round(grown["validate_median"] + grown["transform_median"], 2)]

@@ -229,8 +229,15 @@ def _check_lake(lake: Path, batch_id: str, rows: dict[str, int]) -> None:
 
 
 def run_lake_growth(
-    histories: list[int], runs: int, out: Path, spark_master: str, log_dir: Path
+    histories: list[int],
+    runs: int,
+    out: Path,
+    spark_master: str,
+    log_dir: Path,
+    park_items: int = growth.PARK_ITEMS,
 ) -> list[growth.GrowthResult]:
+    """The growth rows, then the park row: the first non-empty history again, with ``park_items``
+    order items parked (0: no park row)."""
     env = _job_env(spark_master)
     built: dict[int, Path] = {}
 
@@ -245,10 +252,17 @@ def run_lake_growth(
         built[items] = build_history_lake(out, items, env, log_dir)
         return built[items]
 
+    def check(lake: Path, rows: dict[str, int]) -> None:
+        _check_lake(lake, "day", rows)
+
     try:
-        return growth.run_growth(
-            histories, runs, out, log_dir, timed, history, lambda lake, rows: _check_lake(lake, "day", rows)
-        )
+        results = growth.run_growth(histories, runs, out, log_dir, timed, history, check)
+        parked = next((h for h in histories if h), None)
+        if park_items and parked is not None:
+            results.append(
+                growth.run_park(parked, built[parked], park_items, runs, out, log_dir, timed, check)
+            )
+        return results
     finally:
         for lake in built.values():
             shutil.rmtree(lake, ignore_errors=True)
@@ -368,15 +382,19 @@ def run_benchmark(
     out: Path,
     spark_master: str,
     histories: tuple[int, ...] | list[int] = growth.HISTORIES,
+    park_items: int = growth.PARK_ITEMS,
 ) -> dict[str, Any]:
-    """Time every scale, then the day's batch into a lake of each history size."""
+    """Time every scale, then the day's batch into a lake of each history size (and, with a park
+    of ``park_items``, into the first non-empty one again)."""
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_dir = out / stamp
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     results = [run_scale(items, runs, out, spark_master, log_dir) for items in scales]
-    grown = run_lake_growth(list(histories), runs, out, spark_master, log_dir) if histories else []
+    grown = (
+        run_lake_growth(list(histories), runs, out, spark_master, log_dir, park_items) if histories else []
+    )
     rep = report(results, started, runs, grown)
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
     text = markdown(rep)

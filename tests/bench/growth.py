@@ -14,6 +14,7 @@ import csv
 import json
 import shutil
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ DAY_FIRST_ID = 50_000_001  # past every history id: the day's own rows are all n
 ORDER_CORRECTIONS = 2_000
 PRODUCT_CORRECTIONS = 500
 DAY_PRODUCTS = 500
+# The park row: the same day's batch into the first non-empty history, with this many order items
+# already parked (their orders never came: all of them are re-checked, and keep waiting).
+PARK_ITEMS = 100_000
+PARK_BATCH_ID = "park"
+PARK_FIRST_ID = 90_000_001  # past the day's ids too
 # Corrections pick ids below these: held by every history of 1M items or more (1M items: ~400k
 # orders, 100k products), so they are updates there and inserts into the empty lake.
 CORRECTED_ORDERS_BELOW = 300_000
@@ -38,6 +44,7 @@ CORRECTED_PRODUCTS_BELOW = 50_000
 @dataclass
 class GrowthResult:
     history_items: int
+    parked_items: int = 0  # rows waiting in the park before the day's batch
     validate: list[float] = field(default_factory=list)
     transform: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
@@ -131,6 +138,79 @@ def run_growth(
     return results
 
 
+def park_data(out: Path, items: int) -> Path:
+    """A batch of ``items`` order items (and their products) whose orders never come: the park.
+    Its manifest (``manifest.json``) lists the items and products only."""
+    data = out / "data" / f"park-{items}"
+    config = GeneratorConfig(
+        items=items,
+        parts=2,
+        seed=44,
+        defect_rate=0.0,
+        warning_rate=0.0,
+        first_order_id=PARK_FIRST_ID,
+        first_item_id=PARK_FIRST_ID,
+        first_product_id=PARK_FIRST_ID,
+        first_day=728,
+        days=1,
+    )
+    _generated(data, config, PARK_BATCH_ID)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["files"].pop("orders", None)
+    (data / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return data
+
+
+def run_park(
+    history_items: int,
+    source: Path,
+    park_items: int,
+    runs: int,
+    out: Path,
+    log_dir: Path,
+    timed: Any,
+    check: Any,
+) -> GrowthResult:
+    """The day's batch into a copy of the history lake ``source`` that also holds a park of
+    ``park_items`` order items: every parked row is re-checked and still waits; the lake is
+    checked as the growth rows are, and the park counted from the result."""
+    day_data = out / "data" / f"day-{DAY_ITEMS}"
+    day = _generated(day_data, day_config(), DAY_BATCH_ID)
+    history_truth = json.loads((out / "data" / f"history-{history_items}" / "ground_truth.json").read_text())
+    park = park_data(out, park_items)
+    result = GrowthResult(history_items, parked_items=park_items)
+    for run in range(runs):
+        lake = out / "lake" / f"growth-park-{history_items}-run{run}"
+        shutil.rmtree(lake, ignore_errors=True)
+        shutil.copytree(source, lake)
+        build = [sys.executable, "-m", "jobs.validate", "--manifest", str(park / "manifest.json")]
+        building = f"building a park of {park_items:,} items  run {run + 1}/{runs}"
+        timed(
+            [*build, "--lake-root", str(lake)],
+            log_dir / f"park-{park_items}-run{run}.log",
+            building,
+            "validate",
+        )
+        label = f"day batch, {history_items:,} items and a park of {park_items:,}  run {run + 1}/{runs}"
+        for job, command in _commands(day_data, lake).items():
+            measured = timed(command, log_dir / f"growth-park-{history_items}-{job}-run{run}.log", label, job)
+            getattr(result, job).append(measured.seconds)
+            result.peak_rss_mb = max(result.peak_rss_mb, measured.peak_rss_mb)
+        expected = expected_rows(history_truth, day, day_data)
+        expected["products"] += _park_products(park)  # the park's batch published its products
+        check(lake, expected)
+        validated = json.loads((lake / "_results" / DAY_BATCH_ID / "validate.json").read_text())
+        parked = validated["datasets"]["order_items"]["park"]
+        assert (parked["rows_checked"], parked["rows_released"]) == (park_items, 0), parked
+        shutil.rmtree(lake, ignore_errors=True)
+    return result
+
+
+def _park_products(park: Path) -> int:
+    truth = json.loads((park / "ground_truth.json").read_text())
+    return int(truth["datasets"]["products"]["rows_valid"])
+
+
 def history_config(items: int) -> GeneratorConfig:
     """A clean history over two years (every id valid, so every correction is an update)."""
     return GeneratorConfig(
@@ -144,8 +224,6 @@ def history_data(out: Path, items: int) -> tuple[Path, dict[str, Any]]:
 
 
 def _commands(data: Path, lake: Path) -> dict[str, list[str]]:
-    import sys
-
     return {
         "validate": [
             sys.executable,
@@ -169,14 +247,22 @@ def _commands(data: Path, lake: Path) -> dict[str, list[str]]:
 
 
 def growth_report(results: list[GrowthResult]) -> list[dict[str, Any]]:
-    empty = next((r for r in results if r.history_items == 0), None)
+    """One row per result, with its ratio to the empty lake (a park row: also to the same history
+    without a park)."""
+    empty = next((r for r in results if r.history_items == 0 and not r.parked_items), None)
     base = statistics.median(empty.end_to_end) if empty else None
     rows = []
     for r in results:
         e2e = statistics.median(r.end_to_end)
+        same = next((g for g in results if g.history_items == r.history_items and not g.parked_items), None)
+        over_unparked = None
+        if r.parked_items and same is not None:
+            over_unparked = round(e2e / statistics.median(same.end_to_end), 3)
         rows.append(
             {
                 "history_items": r.history_items,
+                "parked_items": r.parked_items,
+                "ratio_to_no_park": over_unparked,
                 "validate_median": statistics.median(r.validate),
                 "transform_median": statistics.median(r.transform),
                 "end_to_end_median": e2e,
@@ -195,14 +281,16 @@ def growth_markdown(rows: list[dict[str, Any]]) -> list[str]:
         f"{ORDER_CORRECTIONS:,} orders and {PRODUCT_CORRECTIONS} products corrected) into lakes of "
         "growing history (two processes, medians):",
         "",
-        "| history in the lake (order items) | validate s | transform s | end to end s | ÷ empty lake "
-        "| peak RSS MB |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| history in the lake (order items) | parked items | validate s | transform s | end to end s "
+        "| ÷ empty lake | ÷ same lake, no park | peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = "-" if r["ratio_to_empty"] is None else f"{r['ratio_to_empty']:.2f}"
+        parked = "-" if r["ratio_to_no_park"] is None else f"{r['ratio_to_no_park']:.2f}"
         lines.append(
-            f"| {r['history_items']:,} | {r['validate_median']:.1f} | {r['transform_median']:.1f} | "
-            f"{r['end_to_end_median']:.1f} | {ratio} | {r['peak_rss_mb_max']:,.0f} |"
+            f"| {r['history_items']:,} | {r['parked_items']:,} | {r['validate_median']:.1f} | "
+            f"{r['transform_median']:.1f} | {r['end_to_end_median']:.1f} | {ratio} | {parked} | "
+            f"{r['peak_rss_mb_max']:,.0f} |"
         )
     return lines
