@@ -285,6 +285,11 @@ def test_every_silent_failure_has_an_alarm_that_alerts() -> None:
     for function in ("IngestFunction", "BatcherFunction", "DispatchFunction"):
         assert ("AWS/Lambda", "Errors", json.dumps({"Ref": function})) in watched, function
     assert ("AWS/Lambda", "IteratorAge", json.dumps({"Ref": "DispatchFunction"})) in watched
+    # an execution that failed, timed out or was stopped, even when its own alert could not be sent
+    for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
+        assert ("AWS/States", metric, json.dumps({"Ref": "StateMachine"})) in watched, metric
+    topic = json.dumps({"Fn::GetAtt": "AlertTopic.TopicName"})
+    assert ("AWS/SNS", "NumberOfNotificationsFailed", topic) in watched  # an alert not delivered
     dlq = json.dumps({"Fn::GetAtt": "IngestDeadLetterQueue.QueueName"}, sort_keys=True)
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq) in watched
     own = {p["MetricName"] for p in alarms.values() if p["Namespace"] == dispatch.METRICS_NAMESPACE}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -370,3 +371,32 @@ def test_a_summary_without_park_or_notices_goes_straight_to_its_status(
         "HasPark",
         "CheckValidationStatus",
     ]
+
+
+def test_an_alert_that_cannot_be_sent_still_fails_the_execution(
+    scripted: tuple[Stack, Fargate, Script], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publish fails (the topic is gone); the batch is marked failed and the execution ends
+    FAILED, which is what ExecutionsFailedAlarm watches (tests/unit/test_infra.py)."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    # the retries' count is the ASL's; their waits (2 + 4 + 8 s) are skipped
+    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None))
+    stack, fargate, script = scripted
+    sns = boto3.client("sns", region_name=REGION)
+    [topic] = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+
+    def rejected_and_topic_gone(env: dict[str, str]) -> int:
+        sns.delete_topic(TopicArn=topic)
+        return 2  # a rejected input: not retried, straight to the failure path
+
+    script["validate"] = [rejected_and_topic_gone]
+    batch_id = "20261122T090000Z-unsent"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED"
+    assert states_entered(stack.sfn, arn)[-3:] == ["MarkFailed", "NotifyFailure", "Failed"]
+    events = stack.sfn.get_execution_history(executionArn=arn)["events"]
+    failed = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
+    assert [f["resourceType"] for f in failed] == ["ecs"] + ["sns"] * 4  # the publish: 1 + 3 retries
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("validate", 2)]
+    assert stack.batch(batch_id)["status"] == "failed" and stack.alerts() == []
