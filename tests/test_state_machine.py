@@ -106,6 +106,7 @@ def test_a_clean_batch_is_validated_transformed_and_completed(
     assert execution["status"] == "SUCCEEDED"
     assert states_entered(stack.sfn, arn) == [
         "Start",
+        "Claim",
         "Validate",
         "ReadValidationResult",
         "HasPark",  # order_items parks rows: the park's figures become metrics

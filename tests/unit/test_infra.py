@@ -298,7 +298,8 @@ def test_every_silent_failure_has_an_alarm_that_alerts() -> None:
     assert recorded["Namespace"] == dispatch.METRICS_NAMESPACE
     park = {m["MetricName"] for m in recorded["MetricData"]}  # emitted by the state machine
     assert park == {"ParkedRowsExpired", "OldestParkedDays"}
-    assert own == {"InFlightSeconds", "OldestPendingSeconds"} | park  # and by dispatch.queue_metrics
+    # and by the dispatcher (dispatch.queue_metrics, and its sweep's count)
+    assert own == {"InFlightSeconds", "OldestPendingSeconds", "UnlockedInFlight"} | park
     for name, props in alarms.items():
         assert props["AlarmActions"] == [{"Ref": "AlertTopic"}], name
 

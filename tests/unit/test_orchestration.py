@@ -7,6 +7,7 @@ import json
 import random
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -353,15 +354,29 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("batches", "callers", "calls"),
+    ("batches", "callers", "calls", "reruns", "seed"),
     [
-        pytest.param(5, 3, 10, id="small"),
-        pytest.param(10, 12, 30, id="full", marks=pytest.mark.slow),  # ~100 s: a drill
+        pytest.param(5, 3, 10, 0, 99, id="small"),
+        pytest.param(4, 3, 10, 3, 99, id="small-with-reruns"),
+        pytest.param(10, 12, 30, 0, 99, id="full", marks=pytest.mark.slow),  # ~60 s: a drill
+        # ~45 s each; the earlier lock (batch id only) failed one in two or three of these
+        *(
+            pytest.param(8, 8, 25, 6, seed, id=f"full-with-reruns-{seed}", marks=pytest.mark.slow)
+            for seed in (99, 7, 31)
+        ),
     ],
 )
 def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_a_time(
-    aws: dict[str, Any], atomic_moto: None, batches: int, callers: int, calls: int
+    aws: dict[str, Any],
+    atomic_moto: None,
+    batches: int,
+    callers: int,
+    calls: int,
+    reruns: int,
+    seed: int,
 ) -> None:
+    """Many dispatchers at once (and, with ``reruns``, an operator re-running failed batches
+    meanwhile): never two batches in flight, none left stuck, each attempt started once."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible between AWS calls
     batch_ids = _pending_batches(aws, batches)
@@ -387,7 +402,7 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
 
     def finisher() -> None:
         """Ends in-flight executions like the state machine would: mostly completed, some aborted."""
-        rng = random.Random(99)
+        rng = random.Random(seed)
         table = aws["ddb"].Table(CHUNKS_TABLE)
         while not stop.is_set():
             for item in table.scan(ConsistentRead=True)["Items"]:
@@ -400,23 +415,49 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
                         _complete(aws, item["batch_id"])
                     aws["sfn"].stop_execution(executionArn=item["execution_arn"])
 
-    threads = [threading.Thread(target=invoke, args=(i,)) for i in range(callers)]
+    rerun: list[str] = []
+
+    def operator() -> None:
+        """Re-runs failed batches as `ops rerun` does, up to ``reruns`` times in all."""
+        table = aws["ddb"].Table(CHUNKS_TABLE)
+        while not invoked.is_set() and len(rerun) < reruns:
+            for item in table.scan(ConsistentRead=True)["Items"]:
+                if item.get("status") == "failed" and len(rerun) < reruns:
+                    try:
+                        ops.requeue(table, item["batch_id"], T0)
+                    except ops.OpsError:
+                        continue  # it changed meanwhile
+                    rerun.append(item["batch_id"])
+
+    invoked = threading.Event()
+    threads = [threading.Thread(target=invoke, args=(seed + i,)) for i in range(callers)]
     helpers = [threading.Thread(target=monitor), threading.Thread(target=finisher)]
-    for thread in threads + helpers:
+    operators = [threading.Thread(target=operator)] if reruns else []
+    for thread in threads + helpers + operators:
         thread.start()
     for thread in threads:
         thread.join()
-    for _ in range(50):  # drain: keep ticking until the queue is empty
+    invoked.set()  # the operator stops re-running with the dispatchers' calls: the queue drains
+    for thread in operators:
+        thread.join()
+    deadline = time.monotonic() + 120  # drain: keep ticking until the queue is empty (bounded)
+    while time.monotonic() < deadline:
         dispatch.handler({"source": "aws.scheduler"})
         if all(c["status"] in {"completed", "failed"} for c in chunks(aws)):
             break
+        time.sleep(0.01)  # the finisher ends what is in flight meanwhile
     stop.set()
     for thread in helpers:
         thread.join()
     sys.setswitchinterval(previous)
     assert violations == []
     executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
-    assert sorted(e["name"] for e in executions) == sorted(dispatch.execution_name(b) for b in batch_ids)
+    attempts = {c["batch_id"]: int(c["attempt"]) for c in chunks(aws)}
+    assert all(attempts[b] == 1 + rerun.count(b) for b in batch_ids), (attempts, rerun)
+    assert sorted(e["name"] for e in executions) == sorted(
+        dispatch.execution_name(b, a) for b in batch_ids for a in range(1, attempts[b] + 1)
+    )
+    assert _dispatcher(aws).sweep(T0) == 0  # and none in flight without the lock
     assert {c["batch_id"]: c["status"] in {"completed", "failed"} for c in chunks(aws)} == dict.fromkeys(
         batch_ids, True
     )
@@ -493,6 +534,95 @@ def test_a_failed_batch_rerun_through_the_queue_gets_a_new_execution_and_keeps_i
     _complete(aws, batch_id)
     assert d.tick(now=T0 + 800) is None
     assert chunks(aws)[0]["status"] == "completed"
+
+
+def _in_flight(aws: dict[str, Any]) -> dict[str, str]:
+    return {c["batch_id"]: c["status"] for c in chunks(aws) if c["status"] != "pending"}
+
+
+def test_a_dispatcher_stalled_while_its_batch_is_rerun_cannot_free_the_next_attempts_lock(
+    aws: dict[str, Any],
+) -> None:
+    first, second = _pending_batches(aws, 2)
+    stalled, other = _dispatcher(aws), _dispatcher(aws)
+    stalled.tick(now=T0 + 300)
+    (item,) = [c for c in chunks(aws) if c["status"] == "processing"]
+    aws["sfn"].stop_execution(executionArn=item["execution_arn"], error="Aborted", cause="test")
+    release = stalled._release
+
+    def late_release(*args: Any) -> None:
+        # between marking the batch failed and freeing the lock: a re-run, and its new attempt
+        ops.requeue(aws["ddb"].Table(CHUNKS_TABLE), first, T0 + 410)
+        assert other.tick(now=T0 + 420) == first
+        release(*args)
+
+    stalled._release = late_release  # type: ignore[method-assign]
+    assert stalled.tick(now=T0 + 400) == first  # the lock it frees is no longer the one it took
+    stalled._release = release  # type: ignore[method-assign]
+    assert other.tick(now=T0 + 500) == first
+    assert {c["batch_id"]: (c["status"], c.get("attempt")) for c in chunks(aws)} == {
+        first: ("processing", 2),
+        second: ("pending", 0),  # still waits: one batch in flight
+    }
+
+
+def test_a_dispatcher_stalled_before_starting_cannot_start_an_attempt_that_already_ran(
+    aws: dict[str, Any],
+) -> None:
+    (batch_id,) = _pending_batches(aws, 1)
+    stalled, other = _dispatcher(aws), _dispatcher(aws)
+    start = stalled._start
+
+    def late_start(batch: dict[str, Any], now: float) -> None:
+        # it took the lock and read the batch; meanwhile another dispatcher starts that attempt,
+        # the attempt fails, the batch is re-run
+        assert other.tick(now=now + 1) == batch_id
+        _fail_in_flight(aws, other, now + 2)
+        ops.requeue(aws["ddb"].Table(CHUNKS_TABLE), batch_id, now + 3)
+        start(batch, now)  # with what it read before all that
+
+    stalled._start = late_start  # type: ignore[method-assign]
+    stalled.tick(now=T0 + 300)
+    stalled._start = start  # type: ignore[method-assign]
+    (item,) = chunks(aws)
+    assert (item["status"], item["attempt"]) == ("pending", 1)  # the stale start recorded nothing
+    assert other.tick(now=T0 + 400) == batch_id
+    (item,) = chunks(aws)
+    assert (item["status"], item["attempt"]) == ("processing", 2)
+    status = aws["sfn"].describe_execution(executionArn=item["execution_arn"])["status"]
+    assert status == "RUNNING"
+
+
+def test_the_sweep_settles_a_batch_left_processing_without_the_lock(aws: dict[str, Any]) -> None:
+    first, second = _pending_batches(aws, 2)
+    d = _dispatcher(aws)
+    d.tick(now=T0 + 300)
+    (item,) = [c for c in chunks(aws) if c["status"] == "processing"]
+    aws["ddb"].Table(CHUNKS_TABLE).delete_item(Key={"batch_id": dispatch.LOCK_ID})  # lost, somehow
+    assert d.tick(now=T0 + 310) == second  # the queue goes on: the lock was free
+    values = d.sweep(now=T0 + 320)
+    assert values == 1 and _in_flight(aws) == {first: "processing", second: "processing"}  # alarmed
+    aws["sfn"].stop_execution(executionArn=item["execution_arn"], error="Aborted", cause="test")
+    assert d.sweep(now=T0 + 330) == 0
+    assert _in_flight(aws) == {first: "failed", second: "processing"}
+    [alert] = alerts(aws)  # once, as for any execution that ended outside the state machine
+    assert f"Batch {first} failed: execution ABORTED" in alert["Message"]
+    assert d.sweep(now=T0 + 340) == 0 and alerts(aws) == []
+    assert d.tick(now=T0 + 350) == second  # the holder is left alone by the sweep
+
+
+def test_a_lock_taken_for_an_older_attempt_follows_the_attempt_in_flight(aws: dict[str, Any]) -> None:
+    (batch_id,) = _pending_batches(aws, 1)
+    d = _dispatcher(aws)
+    d.tick(now=T0 + 300)
+    _fail_in_flight(aws, d, T0 + 400)
+    ops.requeue(aws["ddb"].Table(CHUNKS_TABLE), batch_id, T0 + 500)
+    assert d.tick(now=T0 + 600) == batch_id  # attempt 2 in flight
+    table = aws["ddb"].Table(CHUNKS_TABLE)
+    table.put_item(Item={"batch_id": dispatch.LOCK_ID, "holder": batch_id, "attempt": 1})
+    assert d.tick(now=T0 + 700) == batch_id  # kept, not freed: the batch is in flight
+    lock = table.get_item(Key={"batch_id": dispatch.LOCK_ID}, ConsistentRead=True)["Item"]
+    assert (lock["holder"], lock["attempt"]) == (batch_id, 2)
 
 
 def test_only_a_failed_batch_can_be_requeued(aws: dict[str, Any]) -> None:

@@ -165,14 +165,12 @@ def test_mark_completed_retried_after_its_write_landed_still_completes(
     assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
 
 
-def test_an_execution_started_outside_the_queue_cannot_record_an_outcome(
+def test_an_execution_started_outside_the_queue_runs_no_job_and_leaves_no_trace(
     scripted: tuple[Stack, Fargate, Script],
 ) -> None:
-    """The old README way (start-execution by hand with a made-up batch id): the jobs run, but no
-    chunk item is created or overwritten, and the alert says why."""
-    stack, _, script = scripted
-    script["validate"] = [_validated()]
-    script["transform"] = [0]
+    """start-execution by hand with a made-up batch id: it stops at Claim, before any job; no
+    chunk item is created, nothing is alerted (the execution's own failure says why)."""
+    stack, fargate, _ = scripted
     config = lambda_config(stack)
     from orchestration.dispatch import execution_input
 
@@ -181,11 +179,40 @@ def test_an_execution_started_outside_the_queue_cannot_record_an_outcome(
         name="manual-1",
         input=json.dumps(execution_input("manual-1", config)),
     )["executionArn"]
-    assert wait_for_execution(stack.sfn, arn)["status"] == "FAILED"
+    execution = wait_for_execution(stack.sfn, arn)
+    assert (execution["status"], execution["error"]) == ("FAILED", "NotTheRecordedExecution")
+    assert states_entered(stack.sfn, arn) == ["Start", "Claim", "NotTheRecordedExecution"]
+    assert fargate.runs == []
     items = boto3.resource("dynamodb", region_name=REGION).Table(CHUNKS_TABLE).scan()["Items"]
     assert items == []  # no junk item
-    [alert] = stack.alerts()
-    assert "failed at step MarkCompleted" in alert["Message"] and "ConditionalCheckFailed" in alert["Message"]
+    assert stack.alerts() == []
+
+
+def test_a_second_execution_of_the_batch_in_flight_runs_nothing_and_does_not_fail_it(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, fargate, script = scripted
+    batch_id = "20261122T100000Z-inflight"
+    hand_started: list[str] = []
+
+    def validate_while_a_second_execution_starts(env: dict[str, str]) -> int:
+        from orchestration.dispatch import execution_input
+
+        second = stack.sfn.start_execution(
+            stateMachineArn=stack.state_machine_arn,
+            name="by-hand",
+            input=json.dumps(execution_input(batch_id, lambda_config(stack))),
+        )["executionArn"]
+        hand_started.append(wait_for_execution(stack.sfn, second)["status"])
+        assert stack.batch(batch_id)["status"] == "processing"  # the batch in flight, untouched
+        return int(_validated()(env))
+
+    script["validate"] = [validate_while_a_second_execution_starts]
+    script["transform"] = [0]
+    _, execution = _run(stack, batch_id)
+    assert hand_started == ["FAILED"] and execution["status"] == "SUCCEEDED"
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("validate", 0), ("transform", 0)]
+    assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
 
 
 def test_a_failed_batch_rerun_through_the_queue_completes_as_a_new_attempt(
@@ -278,6 +305,7 @@ def test_one_task_layout_completes_a_batch_jobs_run_did_both_for(
     assert execution["status"] == "SUCCEEDED"
     assert states_entered(stack.sfn, arn) == [
         "Start",
+        "Claim",
         "Validate",
         "ReadValidationResult",
         "HasPark",

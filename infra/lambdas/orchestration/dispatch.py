@@ -10,6 +10,12 @@ new execution. A crash between recording and starting is repaired by the next ti
 execution does not exist yet, so it is started). When the in-flight batch has ended, the lock is
 released and the oldest pending batch starts; a batch still marked ``processing`` whose
 execution already ended is marked ``failed``.
+
+The lock names the batch and the attempt it was taken for, and every write that frees or starts
+is conditional on what was read: a dispatcher that stalls while the attempt ends and the batch is
+re-run frees nothing and starts nothing. Each invocation also sweeps the ``processing`` batches
+that do not hold the lock (none should), settling those whose execution ended and counting those
+still running (``UnlockedInFlight``, alarmed).
 """
 
 from __future__ import annotations
@@ -81,14 +87,19 @@ class Dispatcher:
         self.sfn, self.s3, self.sns, self.config = sfn, s3, sns, config
 
     # -- lock ---------------------------------------------------------------------------------
-    def _holder(self) -> str | None:
+    # The lock names a batch and the attempt it is for: a dispatcher that stalls while that attempt
+    # ends and the batch is re-run can only free the lock it took, never the next attempt's.
+    def _holder(self) -> tuple[str, int | None] | None:
         item = self.table.get_item(Key={"batch_id": LOCK_ID}, ConsistentRead=True).get("Item")
-        return item.get("holder") if item else None
+        if not item:
+            return None
+        attempt = item.get("attempt")  # absent on a lock written before attempts were recorded
+        return str(item["holder"]), None if attempt is None else int(attempt)
 
-    def _acquire(self, batch_id: str) -> bool:
+    def _acquire(self, batch_id: str, attempt: int) -> bool:
         try:
             self.table.put_item(
-                Item={"batch_id": LOCK_ID, "holder": batch_id},
+                Item={"batch_id": LOCK_ID, "holder": batch_id, "attempt": attempt},
                 ConditionExpression="attribute_not_exists(batch_id)",
             )
             return True
@@ -97,12 +108,30 @@ class Dispatcher:
                 return False
             raise
 
-    def _release(self, batch_id: str) -> None:
+    def _lock_condition(self, batch_id: str, attempt: int | None) -> dict[str, Any]:
+        values: dict[str, Any] = {":b": batch_id}
+        condition = "holder = :b AND "
+        if attempt is None:
+            condition += "attribute_not_exists(attempt)"
+        else:
+            condition += "attempt = :a"
+            values[":a"] = attempt
+        return {"ConditionExpression": condition, "ExpressionAttributeValues": values}
+
+    def _release(self, batch_id: str, attempt: int | None) -> None:
         try:
-            self.table.delete_item(
-                Key={"batch_id": LOCK_ID},
-                ConditionExpression="holder = :b",
-                ExpressionAttributeValues={":b": batch_id},
+            self.table.delete_item(Key={"batch_id": LOCK_ID}, **self._lock_condition(batch_id, attempt))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def _adopt(self, batch_id: str, held: int | None, attempt: int) -> None:
+        """Make the lock held for ``attempt`` name it (a batch in flight always holds the lock)."""
+        condition = self._lock_condition(batch_id, held)
+        condition["ExpressionAttributeValues"][":n"] = attempt
+        try:
+            self.table.update_item(
+                Key={"batch_id": LOCK_ID}, UpdateExpression="SET attempt = :n", **condition
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -125,11 +154,35 @@ class Dispatcher:
         items = page.get("Items", [])
         return items[0] if items else None
 
+    def _with_status(self, status: str) -> list[dict[str, Any]]:
+        """The batches the status index shows with ``status`` (eventually consistent: re-read one
+        before acting on it)."""
+        query: dict[str, Any] = {
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#s = :p",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":p": status},
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**query)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def _set_status(
-        self, batch_id: str, new: str, expected: str, arn: str | None = None, **extra: Any
+        self,
+        batch_id: str,
+        new: str,
+        expected: str,
+        arn: str | None = None,
+        previous_attempt: int | None = None,
+        **extra: Any,
     ) -> bool:
-        """Conditional status change (``expected`` -> ``new``, and the attempt's execution when
-        ``arn`` is given); False when the condition did not hold."""
+        """Conditional status change (``expected`` -> ``new``; and the attempt's execution when
+        ``arn`` is given, the recorded attempt when ``previous_attempt`` is); False when the
+        condition did not hold."""
         names = {"#s": "status"}
         values: dict[str, Any] = {":n": new, ":e": expected}
         condition = "#s = :e"
@@ -137,6 +190,10 @@ class Dispatcher:
             names["#x"] = "execution_arn"
             values[":x"] = arn
             condition += " AND #x = :x"
+        if previous_attempt is not None:
+            names["#a"] = "attempt"
+            values[":a"] = previous_attempt
+            condition += " AND #a = :a" if previous_attempt else " AND (attribute_not_exists(#a) OR #a = :a)"
         sets = ["#s = :n"]
         for index, (key, value) in enumerate(extra.items()):
             names[f"#k{index}"] = key
@@ -157,9 +214,11 @@ class Dispatcher:
             raise
 
     def _start(self, batch: dict[str, Any], now: float) -> None:
-        """Record the next attempt, then start its execution."""
+        """Record the next attempt, then start its execution. The record is conditional on the
+        attempt read: a dispatcher that read the batch before an attempt ran starts nothing."""
         batch_id = batch["batch_id"]
-        attempt = int(batch.get("attempt", 0)) + 1
+        previous = int(batch.get("attempt", 0))
+        attempt = previous + 1
         name = execution_name(batch_id, attempt)
         arn = execution_arn(self.config.state_machine_arn, name)
         self.s3.put_object(
@@ -170,7 +229,13 @@ class Dispatcher:
         )
         started = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
         if self._set_status(
-            batch_id, "processing", "pending", execution_arn=arn, started_at=started, attempt=attempt
+            batch_id,
+            "processing",
+            "pending",
+            previous_attempt=previous,
+            execution_arn=arn,
+            started_at=started,
+            attempt=attempt,
         ):
             self._launch(batch_id, name)
 
@@ -188,70 +253,114 @@ class Dispatcher:
             arn = execution_arn(self.config.state_machine_arn, name)
         log.info(json.dumps({"msg": "batch started", "batch_id": batch_id, "execution": arn}))
 
-    def _settle(self, batch: dict[str, Any], now: float) -> bool:
-        """Deal with the lock holder; True when the lock is free afterwards."""
+    def _settle(self, batch: dict[str, Any], held: int | None, now: float) -> bool:
+        """Deal with the lock holder (the lock taken for attempt ``held``); True when the lock is
+        free afterwards."""
         batch_id = batch["batch_id"]
-        if batch["status"] == "pending":  # a crash between taking the lock and starting
-            self._start(batch, now)
-            return False
+        recorded = int(batch.get("attempt", 0))
+        if held is None:  # a lock that names no attempt: the batch's own
+            held = recorded + 1 if batch["status"] == "pending" else recorded
+        if batch["status"] == "pending":
+            if recorded + 1 == held:  # a crash between taking the lock and starting
+                self._start(batch, now)
+                return False
+            # the lock's attempt ran and the batch was queued again since: that lock is over
+            self._release(batch_id, held)
+            return True
         if batch["status"] == "processing":
-            arn = batch["execution_arn"]
-            try:
-                status = self.sfn.describe_execution(executionArn=arn)["status"]
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
-                    raise
-                # a crash between recording the attempt and starting it: start it now
+            if recorded != held:  # an attempt in flight under an older lock: the lock follows it
+                self._adopt(batch_id, held, recorded)
+                held = recorded
+            if not self._close_if_ended(batch, now):
+                return False
+        self._release(batch_id, held)
+        return True
+
+    def _close_if_ended(self, batch: dict[str, Any], now: float, locked: bool = True) -> bool:
+        """A ``processing`` batch: True when its execution has ended (the batch is then marked
+        as it ended, unless the state machine did); False while it runs or is being started.
+        One whose execution was never started is started when it holds the lock (``locked``),
+        else marked failed: without the lock it must not run."""
+        batch_id, arn = batch["batch_id"], batch["execution_arn"]
+        try:
+            status = self.sfn.describe_execution(executionArn=arn)["status"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                raise
+            if locked:  # a crash between recording the attempt and starting it: start it now
                 self._launch(batch_id, arn.rsplit(":", 1)[-1])
                 return False
-            if status in {"RUNNING", "PENDING_REDRIVE"}:
-                return False
-            ended = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
-            if status in ENDED:
-                failure = f"execution {status} before the state machine recorded an outcome"
-                if self._set_status(
-                    batch_id,
-                    "failed",
-                    "processing",
-                    arn,
-                    finished_at=ended,
-                    failed_step="execution",
-                    failure=failure,
-                ):
-                    self._alert(batch_id, arn, failure)
-            elif status == "SUCCEEDED":
-                self._set_status(batch_id, "completed", "processing", arn, finished_at=ended)
-        self._release(batch_id)
+            status = "NEVER_STARTED"
+        if status in {"RUNNING", "PENDING_REDRIVE"}:
+            return False
+        ended = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
+        if status in ENDED | {"NEVER_STARTED"}:
+            failure = f"execution {status} before the state machine recorded an outcome"
+            if self._set_status(
+                batch_id,
+                "failed",
+                "processing",
+                arn,
+                finished_at=ended,
+                failed_step="execution",
+                failure=failure,
+            ):
+                self._alert(batch_id, arn, failure)
+        elif status == "SUCCEEDED":
+            self._set_status(batch_id, "completed", "processing", arn, finished_at=ended)
         return True
+
+    def sweep(self, now: float) -> int:
+        """Settle every ``processing`` batch that does not hold the lock and whose execution has
+        ended (the lock never leaves one behind; this repairs it if anything did); returns how
+        many such batches are still running (the ``UnlockedInFlight`` metric: 0)."""
+        running = 0
+        for item in self._with_status("processing"):
+            batch = self._batch(str(item["batch_id"]))
+            if batch is None or batch["status"] != "processing":
+                continue
+            # read after the batch: the lock is taken before a batch is marked processing and
+            # freed only after it is not, so a holder read now that names another batch is sure
+            holder = self._holder()
+            if holder is not None and holder[0] == batch["batch_id"]:
+                continue
+            if not self._close_if_ended(batch, now, locked=False):
+                running += 1
+        return running
 
     def tick(self, now: float | None = None) -> str | None:
         """Reconcile once; returns the batch id in flight afterwards (None when idle)."""
         now = time.time() if now is None else now
-        for _ in range(3):  # settle a finished batch, then start the next, in one invocation
+        for _ in range(4):  # settle a finished batch, then start the next, in one invocation
             holder = self._holder()
             if holder is not None:
-                batch = self._batch(holder)
+                batch = self._batch(holder[0])
                 if batch is None:
-                    self._release(holder)
+                    self._release(*holder)
                     continue
-                if not self._settle(batch, now):
-                    return holder
+                if not self._settle(batch, holder[1], now):
+                    return holder[0]
                 continue
             candidate = self._oldest_pending()
             if candidate is None:
                 return None
-            if not self._acquire(candidate["batch_id"]):
+            seen = self._batch(candidate["batch_id"])  # the index may lag: the attempt from the table
+            if seen is None or seen["status"] != "pending":
+                continue
+            attempt = int(seen.get("attempt", 0)) + 1
+            if not self._acquire(candidate["batch_id"], attempt):
                 continue  # someone else took the lock: look again
             fresh = self._batch(candidate["batch_id"])
             if fresh is None:
-                self._release(candidate["batch_id"])
+                self._release(candidate["batch_id"], attempt)
                 continue
             # We hold the lock for it now, whatever happened since the query: a racer that saw us as
             # the holder may already have started it (then it is in flight: keep the lock), or it
             # may have ended (then release). Settling decides, as for any holder.
-            if not self._settle(fresh, now):
+            if not self._settle(fresh, attempt, now):
                 return str(candidate["batch_id"])
-        return self._holder()
+        holder = self._holder()
+        return holder[0] if holder else None
 
     def _alert(self, batch_id: str, arn: str, failure: str) -> None:
         """The failures the state machine could not report itself (timed out, aborted, failed
@@ -284,7 +393,7 @@ class Dispatcher:
         )["Count"]
         oldest = self._oldest_pending()
         holder = self._holder()
-        in_flight = self._batch(holder) if holder else None
+        in_flight = self._batch(holder[0]) if holder else None
         return {
             "PendingBatches": float(pending),
             "OldestPendingSeconds": _age(oldest, "created_at", now),
@@ -313,7 +422,7 @@ def metrics_line(state_machine_arn: str, values: dict[str, float], now: float) -
                         "Namespace": METRICS_NAMESPACE,
                         "Dimensions": [["StateMachine"]],
                         "Metrics": [
-                            {"Name": name, "Unit": "Count" if name == "PendingBatches" else "Seconds"}
+                            {"Name": name, "Unit": "Seconds" if name.endswith("Seconds") else "Count"}
                             for name in values
                         ],
                     }
@@ -337,5 +446,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     )
     in_flight = dispatcher.tick()
     now = time.time()
-    print(metrics_line(config.state_machine_arn, dispatcher.queue_metrics(now), now))
+    unlocked = dispatcher.sweep(now)
+    metrics = {**dispatcher.queue_metrics(now), "UnlockedInFlight": float(unlocked)}
+    print(metrics_line(config.state_machine_arn, metrics, now))
     return {"in_flight": in_flight}
