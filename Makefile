@@ -163,16 +163,17 @@ lock: ## Re-pin constraints.txt from a fresh resolve of pyproject.toml
 	/tmp/ecom-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/ecom-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
-deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b SECURITY_GROUPS=sg [STACK=ecom-pipeline] [JOB_LAYOUT=one-task]
+deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b SECURITY_GROUPS=sg ALERT_EMAIL=you@example.com|none [STACK=ecom-pipeline] [JOB_LAYOUT=one-task]
+	$(if $(ALERT_EMAIL),,$(error ALERT_EMAIL is needed: the address that gets the pipeline's alerts (ALERT_EMAIL=none to subscribe one to the alert topic later)))
 	@test -n "$(ARTIFACT_BUCKET)" -a -n "$(IMAGE_URI)" -a -n "$(SUBNETS)" -a -n "$(SECURITY_GROUPS)" || \
-	  { echo "usage: make deploy ARTIFACT_BUCKET=<bucket for packaged code> IMAGE_URI=<ecr image> SUBNETS=<id,id> SECURITY_GROUPS=<id>"; exit 2; }
+	  { echo "usage: make deploy ARTIFACT_BUCKET=<bucket for packaged code> IMAGE_URI=<ecr image> SUBNETS=<id,id> SECURITY_GROUPS=<id> ALERT_EMAIL=<address>|none"; exit 2; }
 	mkdir -p $(OUT)
 	aws cloudformation package --template-file infra/template.yaml --s3-bucket $(ARTIFACT_BUCKET) \
 	  --s3-prefix $(STACK) --output-template-file $(OUT)/packaged.yaml
 	aws cloudformation deploy --template-file $(OUT)/packaged.yaml --stack-name $(STACK) \
 	  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides \
 	  ValidateImageUri=$(IMAGE_URI) TransformImageUri=$(IMAGE_URI) \
-	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(ALERT_EMAIL) \
+	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(filter-out none,$(ALERT_EMAIL)) \
 	  JobLayout=$(JOB_LAYOUT)
 
 ops: $(STAMP) ## Operate a deployed stack: make ops CMD="list|show B|rerun B|submit s3://...|drain-dlq --queue-url U" [STACK=...]

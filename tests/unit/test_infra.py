@@ -357,7 +357,8 @@ def test_an_execution_that_ends_reaches_the_dispatcher() -> None:
 
 
 def test_data_resources_survive_a_stack_deletion() -> None:
-    for name in ("DataBucket", "IngestionTable", "ChunksTable", "OrderKpiTable", "CategoryKpiTable"):
+    data = ("DataBucket", "IngestionTable", "ChunksTable", "OrderKpiTable", "CategoryKpiTable")
+    for name in (*data, "IngestDeadLetterQueue"):  # the DLQ holds files not yet recorded
         assert RESOURCES[name]["DeletionPolicy"] == "Retain", name
         assert RESOURCES[name]["UpdateReplacePolicy"] == "Retain", name
 
@@ -460,3 +461,19 @@ def test_the_maintenance_schedule_runs_the_maintenance_task_on_the_cluster() -> 
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
     }
+
+
+def test_make_deploy_asks_for_the_alert_address() -> None:
+    """A stack whose alerts reach no one must be a choice (ALERT_EMAIL=none), not a default."""
+
+    def deploy(*extra: str) -> subprocess.CompletedProcess[str]:
+        given = ["ARTIFACT_BUCKET=b", "IMAGE_URI=i", "SUBNETS=s", "SECURITY_GROUPS=g", *extra]
+        return subprocess.run(
+            ["make", "-n", "deploy", *given], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    refused = deploy()
+    assert refused.returncode != 0 and "ALERT_EMAIL is needed" in refused.stderr
+    assert "aws cloudformation" not in refused.stdout
+    assert "AlertEmail=team@example.com " in deploy("ALERT_EMAIL=team@example.com").stdout
+    assert "AlertEmail= " in deploy("ALERT_EMAIL=none").stdout  # no subscription
