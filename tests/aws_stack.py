@@ -150,9 +150,12 @@ def create_tables(ddb: Any) -> None:
     )
 
 
-def create_stack(job_env: dict[str, str], retry_interval: int = 1, layout: str = "two-tasks") -> Stack:
+def create_stack(
+    job_env: dict[str, str], retry_interval: int = 1, layout: str = "two-tasks", task_timeout: int = 600
+) -> Stack:
     """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment;
-    ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``)."""
+    ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``);
+    ``task_timeout`` both tasks' TimeoutSeconds."""
     s3 = boto3.client("s3", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -207,8 +210,8 @@ def create_stack(job_env: dict[str, str], retry_interval: int = 1, layout: str =
             "ChunksTable": CHUNKS_TABLE,
             "AlertTopicArn": topic,
             "RetryIntervalSeconds": str(retry_interval),
-            "ValidateTimeoutSeconds": "600",
-            "TransformTimeoutSeconds": "600",
+            "ValidateTimeoutSeconds": str(task_timeout),
+            "TransformTimeoutSeconds": str(task_timeout),
             "MaxJobAttempts": "3",
             "ExecutionTimeoutSeconds": "1800",
         }

@@ -45,7 +45,8 @@ Script = dict[str, list[Any]]
 def scripted(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Stack, Fargate, Script]]:
-    """The stack in the two-task layout unless a test asks for another (``indirect``)."""
+    """The stack in the two-task layout unless a test asks for another (``indirect``; or
+    ``short-timeouts``: two tasks that time out after 2 s)."""
     script: Script = {"validate": [], "transform": [], "run": []}
 
     def run(job: str, args: list[str], env: dict[str, str]) -> int:
@@ -54,7 +55,9 @@ def scripted(
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         layout = getattr(request, "param", "two-tasks")
-        stack = create_stack({"ECOM_LAKE_ROOT": "s3://ecom-data/lake"}, layout=layout)
+        timeout = 2 if layout == "short-timeouts" else 600
+        layout = "two-tasks" if layout == "short-timeouts" else layout
+        stack = create_stack({"ECOM_LAKE_ROOT": "s3://ecom-data/lake"}, layout=layout, task_timeout=timeout)
         with Fargate(stack.ecs, run) as fargate:
             emulate_ecs_run_task_sync(monkeypatch, fargate)
             read_sdk_streams(monkeypatch)
@@ -428,3 +431,43 @@ def test_an_alert_that_cannot_be_sent_still_fails_the_execution(
     assert [f["resourceType"] for f in failed] == ["ecs"] + ["sns"] * 4  # the publish: 1 + 3 retries
     assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("validate", 2)]
     assert stack.batch(batch_id)["status"] == "failed" and stack.alerts() == []
+
+
+def _hangs(env: dict[str, str]) -> int:
+    # past the 2 s timeout, and done before the retry's task starts (1 s of backoff later): the
+    # scripted Fargate runs one task at a time
+    time.sleep(2.5)
+    return 0
+
+
+@pytest.mark.parametrize("scripted", ["short-timeouts"], indirect=True)
+def test_a_task_that_times_out_is_retried_like_a_crash(scripted: tuple[Stack, Fargate, Script]) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [_hangs, _validated()]
+    script["transform"] = [0]
+    batch_id = "20261122T110000Z-slow"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED"
+    entered = states_entered(stack.sfn, arn)
+    assert entered[:5] == ["Start", "Claim", "Validate", "ValidateTimedOut", "ValidateCanRetry"]
+    assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("validate", 0)] * 2 + [("transform", 0)]
+    assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
+
+
+@pytest.mark.parametrize("scripted", ["short-timeouts"], indirect=True)
+def test_a_task_that_keeps_timing_out_fails_with_a_cause_that_says_so(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, _, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [_hangs, _hangs, _hangs]
+    batch_id = "20261122T120000Z-hung"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED"
+    assert states_entered(stack.sfn, arn).count("TransformTimedOut") == 3  # first try + 2 retries
+    batch = stack.batch(batch_id)
+    assert (batch["status"], batch["failed_step"]) == ("failed", "Transform")
+    cause = "the transform task ran past its timeout of 2 s and was stopped"
+    assert batch["failure"].startswith(f"JobTimedOut: {cause}")
+    [alert] = stack.alerts()
+    assert f"Error: JobTimedOut. Cause: {cause}" in alert["Message"]
