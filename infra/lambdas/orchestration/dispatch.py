@@ -142,27 +142,26 @@ class Dispatcher:
         item = self.table.get_item(Key={"batch_id": batch_id}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
 
-    def _oldest_pending(self) -> dict[str, Any] | None:
-        page = self.table.query(
-            IndexName=STATUS_INDEX,
-            KeyConditionExpression="#s = :p",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":p": "pending"},
-            ScanIndexForward=True,
-            Limit=1,
-        )
-        items = page.get("Items", [])
-        return items[0] if items else None
-
-    def _with_status(self, status: str) -> list[dict[str, Any]]:
-        """The batches the status index shows with ``status`` (eventually consistent: re-read one
-        before acting on it)."""
-        query: dict[str, Any] = {
+    @staticmethod
+    def _status_query(status: str, **more: Any) -> dict[str, Any]:
+        """A query of the status index for the batches with ``status`` (eventually consistent:
+        re-read a batch before acting on it)."""
+        return {
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": "#s = :p",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {":p": status},
+            **more,
         }
+
+    def _oldest_pending(self) -> dict[str, Any] | None:
+        page = self.table.query(**self._status_query("pending", ScanIndexForward=True, Limit=1))
+        items = page.get("Items", [])
+        return items[0] if items else None
+
+    def _with_status(self, status: str) -> list[dict[str, Any]]:
+        """Every batch the status index shows with ``status``."""
+        query = self._status_query(status)
         items: list[dict[str, Any]] = []
         while True:
             page = self.table.query(**query)
@@ -384,13 +383,7 @@ class Dispatcher:
     # -- metrics ------------------------------------------------------------------------------
     def queue_metrics(self, now: float) -> dict[str, float]:
         """Backlog and in-flight age, for the alarms (a stuck batch, a growing backlog)."""
-        pending = self.table.query(
-            IndexName=STATUS_INDEX,
-            KeyConditionExpression="#s = :p",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":p": "pending"},
-            Select="COUNT",
-        )["Count"]
+        pending = self.table.query(**self._status_query("pending", Select="COUNT"))["Count"]
         oldest = self._oldest_pending()
         holder = self._holder()
         in_flight = self._batch(holder[0]) if holder else None
