@@ -120,12 +120,17 @@ report: ## Serve the local lake's reports on 127.0.0.1 (after make run): the ind
 
 TEST_DEPS := prereqs system-deps $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) $(MINIO_BIN) $(TOOLS_STAMP)
 
-test: $(TEST_DEPS) ## Run the test suite, all but the slow tests (fault drills, benchmark smoke run)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+# The JVM-free tests first, on both cores (most of their time is moto's state machine waiting),
+# then the rest in one process around one SparkSession. PYTEST_ARGS: options for both runs (-x,
+# --durations=20); to run one file, call .venv/bin/python -m pytest FILE.
+test: $(TEST_DEPS) ## Run the test suite, all but the slow tests (fault drills, the batch through the image, benchmark smoke run)
+	$(UNIT_PYTEST) $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --ignore=tests/unit $(PYTEST_ARGS)
 
 # JAVA_HOME points nowhere: a test here that starts a JVM fails instead of quietly being slow.
+UNIT_PYTEST = JAVA_HOME=/nonexistent/no-jvm-for-unit-tests $(PY) -m pytest tests/unit -m "not slow" -n 2
 unit: $(STAMP) $(JARS_STAMP) $(TOOLS_STAMP) ## The tests that need no JVM (contracts, ODCS mapping, Lambdas, reports, settings, docs): under a minute
-	JAVA_HOME=/nonexistent/no-jvm-for-unit-tests $(PY) -m pytest tests/unit -m "not slow" -n 2 $(PYTEST_ARGS)
+	$(UNIT_PYTEST) $(PYTEST_ARGS)
 
 drills: $(TEST_DEPS) ## The slow tests: fault drills (jobs killed mid-commit, S3/DynamoDB faults, hostile files) and the benchmark smoke run
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -108,6 +108,7 @@ def test_image_runs_as_a_non_root_user(image: str) -> None:
     assert done.stdout.strip().split(":")[0] not in {"", "0", "root"}
 
 
+@pytest.mark.slow  # two minutes of four JVMs in containers: make drills (and CI) run it
 def test_generate_validate_transform_as_containers(
     image: str, minio: Minio, s3: Any, dynamodb: str, spark: SparkSession
 ) -> None:
