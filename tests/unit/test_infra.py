@@ -298,8 +298,11 @@ def test_every_silent_failure_has_an_alarm_that_alerts() -> None:
     assert recorded["Namespace"] == dispatch.METRICS_NAMESPACE
     park = {m["MetricName"] for m in recorded["MetricData"]}  # emitted by the state machine
     assert park == {"ParkedRowsExpired", "OldestParkedDays"}
-    # and by the dispatcher (dispatch.queue_metrics, and its sweep's count)
-    assert own == {"InFlightSeconds", "OldestPendingSeconds", "UnlockedInFlight"} | park
+    # by the dispatcher (dispatch.queue_metrics, and its sweep's count), and by ingest (by bucket)
+    assert own == {"InFlightSeconds", "OldestPendingSeconds", "UnlockedInFlight", "UnknownRawFiles"} | park
+    unknown = alarms["UnknownRawFilesAlarm"]
+    assert unknown["Dimensions"] == [{"Name": "Bucket", "Value": {"Ref": "DataBucket"}}]
+    assert unknown["Statistic"] == "Sum" and unknown["Threshold"] == 1
     for name, props in alarms.items():
         assert props["AlarmActions"] == [{"Ref": "AlertTopic"}], name
 

@@ -111,8 +111,8 @@ def chunks(aws: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_ingestion_records_a_file_once_even_when_the_event_is_redelivered(aws: dict[str, Any]) -> None:
     event = s3_event("raw/orders/2026-11-22/part-0.csv", "raw/order_items/part%2B0+copy.csv")
-    assert ingest.handler(event, now=T0) == {"recorded": 2, "ignored": 0}
-    assert ingest.handler(event, now=T0 + 5) == {"recorded": 0, "ignored": 2}
+    assert ingest.handler(event, now=T0) == {"recorded": 2, "ignored": 0, "unknown": 0}
+    assert ingest.handler(event, now=T0 + 5) == {"recorded": 0, "ignored": 2, "unknown": 0}
     items = sorted(records(aws), key=lambda i: i["s3_path"])
     assert [(i["group_key"], i["dataset"], i["s3_path"]) for i in items] == [
         ("default", "order_items", f"s3://{BUCKET}/raw/order_items/part+0 copy.csv"),
@@ -123,10 +123,21 @@ def test_ingestion_records_a_file_once_even_when_the_event_is_redelivered(aws: d
     assert first["processed"] is False and first["pending"] == "2026-11-22"
 
 
-def test_ingestion_ignores_keys_outside_raw_or_of_unknown_datasets(aws: dict[str, Any]) -> None:
+def test_ingestion_ignores_keys_outside_raw_or_of_unknown_datasets(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     event = s3_event("manifests/x.json", "raw/customers/part-0.csv", "raw/orders/", "raw/orders.csv")
-    assert ingest.handler(event, now=T0) == {"recorded": 0, "ignored": 4}
+    assert ingest.handler(event, now=T0) == {"recorded": 0, "ignored": 4, "unknown": 2}
     assert records(aws) == []
+    # the two files under raw/ that name no dataset are a metric (the manifest and the folder
+    # marker are not): one EMF line, by bucket, which UnknownRawFilesAlarm watches
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EcomPipeline"
+    assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Bucket"]]
+    assert (line["Bucket"], line["UnknownRawFiles"]) == (BUCKET, 2)
+    assert line["_aws"]["Timestamp"] == int(T0 * 1000)
+    ingest.handler(s3_event("raw/orders/part-0.csv", "manifests/y.json"), now=T0)
+    assert capsys.readouterr().out == ""  # nothing unknown: no metric line
 
 
 def test_a_new_version_of_the_same_key_is_a_new_file(aws: dict[str, Any]) -> None:
@@ -493,7 +504,7 @@ def test_a_file_is_not_lost_when_the_batcher_is_down_past_its_deadline(aws: dict
 
 def test_a_key_too_long_for_a_dynamodb_sort_key_is_still_recorded_and_batched(aws: dict[str, Any]) -> None:
     key = "raw/orders/g/" + "p" * 1000 + ".csv"  # S3 allows 1024 bytes; file_id adds #<etag>
-    assert ingest.handler(s3_event(key, etag="e" * 32, at=T0), now=T0) == {"recorded": 1, "ignored": 0}
+    assert ingest.handler(s3_event(key, etag="e" * 32, at=T0), now=T0)["recorded"] == 1
     assert ingest.handler(s3_event(key, etag="e" * 32, at=T0), now=T0 + 1)["ignored"] == 1
     (record,) = records(aws)
     assert len(record["file_id"].encode()) <= 1024 and record["s3_path"] == f"s3://{BUCKET}/{key}"

@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from orchestration import metrics
 from orchestration.config import DATASETS, Config
 
 log = logging.getLogger(__name__)
@@ -400,31 +401,12 @@ def _age(item: dict[str, Any] | None, field: str, now: float) -> float:
     return max(0.0, now - dt.datetime.fromisoformat(str(item[field])).timestamp())
 
 
-METRICS_NAMESPACE = "EcomPipeline"
+METRICS_NAMESPACE = metrics.NAMESPACE
 
 
 def metrics_line(state_machine_arn: str, values: dict[str, float], now: float) -> str:
-    """One CloudWatch embedded-metric-format log line (the Lambda's log group turns it into
-    metrics; no PutMetricData permission needed)."""
-    return json.dumps(
-        {
-            "_aws": {
-                "Timestamp": int(now * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": METRICS_NAMESPACE,
-                        "Dimensions": [["StateMachine"]],
-                        "Metrics": [
-                            {"Name": name, "Unit": "Seconds" if name.endswith("Seconds") else "Count"}
-                            for name in values
-                        ],
-                    }
-                ],
-            },
-            "StateMachine": state_machine_arn.rsplit(":", 1)[-1],
-            **values,
-        }
-    )
+    """The dispatcher's metrics as one embedded-metric-format line, by state machine."""
+    return metrics.emf_line({"StateMachine": state_machine_arn.rsplit(":", 1)[-1]}, values, now)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Ingestion Lambda: record each raw file that lands under ``raw/<dataset>/`` (S3 ObjectCreated).
 
 Records are keyed by group and ``<key>#<etag>``, written with a condition, so S3's at-least-once
-re-delivery of an event never creates a second record. Keys outside the raw prefix or for an
-unknown dataset are skipped with a log line.
+re-delivery of an event never creates a second record. Keys outside the raw prefix are skipped with
+a log line; a file under it that names no known dataset (``raw/customers/...``, ``raw/orders.csv``)
+is not recorded either, but counted: the ``UnknownRawFiles`` metric (an alarm watches it), since it
+is most likely data a person meant the pipeline to read.
 
 A file's arrival is S3's own ``eventTime`` (one clock for every file, whichever Lambda instance
 or replay records it): batch ids are ordered by it (see ``batcher.batch_id_for``).
@@ -21,6 +23,7 @@ from urllib.parse import unquote_plus
 import boto3
 from botocore.exceptions import ClientError
 
+from orchestration import metrics
 from orchestration.config import DATASETS, Config
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,11 @@ def parse_key(key: str, config: Config) -> tuple[str, str] | None:
     return parts[0], group
 
 
+def unknown_raw_file(key: str, config: Config) -> bool:
+    """A file under the raw prefix that :func:`parse_key` does not take (no known dataset)."""
+    return key.startswith(config.raw_prefix) and not key.endswith("/") and parse_key(key, config) is None
+
+
 def record_file(
     table: Any, config: Config, bucket: str, key: str, size: int, etag: str, arrival_ms: int
 ) -> bool:
@@ -70,7 +78,12 @@ def record_file(
     """
     parsed = parse_key(key, config)
     if parsed is None:
-        log.info(json.dumps({"msg": "ignored object outside raw/<dataset>/", "key": key}))
+        if unknown_raw_file(key, config):
+            known = ", ".join(DATASETS)
+            message = f"not recorded: a file under {config.raw_prefix} belongs in a folder of {known}"
+            log.warning(json.dumps({"msg": message, "key": key}))
+        else:
+            log.info(json.dumps({"msg": "ignored object outside raw/<dataset>/", "key": key}))
         return False
     dataset, group = parsed
     arrival = arrival_ms // 1000
@@ -108,13 +121,18 @@ def record_event(table: Any, config: Config, record: dict[str, Any], now: float)
 
 
 def handler(event: dict[str, Any], context: Any = None, now: float | None = None) -> dict[str, int]:
-    """S3 event -> ingestion records."""
+    """S3 event -> ingestion records; files under raw/ of no known dataset are counted as the
+    ``UnknownRawFiles`` metric (by bucket)."""
     config = Config.from_env()
     table = boto3.resource("dynamodb").Table(config.ingestion_table)
     clock = time.time() if now is None else now
-    recorded = ignored = 0
+    recorded = ignored = unknown = 0
     for record in event.get("Records", []):
         ok = record_event(table, config, record, clock)
         recorded += ok
         ignored += not ok
-    return {"recorded": recorded, "ignored": ignored}
+        key = unquote_plus(record.get("s3", {}).get("object", {}).get("key", ""))
+        unknown += unknown_raw_file(key, config)
+    if unknown:
+        print(metrics.emf_line({"Bucket": config.bucket}, {"UnknownRawFiles": float(unknown)}, clock))
+    return {"recorded": recorded, "ignored": ignored, "unknown": unknown}
