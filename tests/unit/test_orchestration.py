@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import random
 import sys
@@ -244,18 +245,58 @@ def test_batch_ids_follow_file_arrival_not_the_batchers_clock(aws: dict[str, Any
     assert first[0] < second[0]
 
 
+def test_batches_never_overlap_in_arrival_time_across_groups(aws: dict[str, Any]) -> None:
+    """Group `trickle` gets a file a minute for 20 minutes (never quiet: only max-wait cuts it);
+    group `quiet` gets one file at minute 5.5. Whatever the cuts, every file of a batch arrived
+    before every file of the batches whose ids sort after it, so the later batch id always holds
+    the later file (cut apart, the trickle's max-wait batch held files older than the quiet one's)."""
+    config = Config(**{**aws["config"].__dict__, "max_files_per_chunk": 50})
+    arrived: dict[str, float] = {}
+
+    def land(key: str, at: float) -> None:
+        ingest.handler(s3_event(key, at=at), now=at)
+        arrived[f"s3://{BUCKET}/{key}"] = at
+
+    for minute in range(20):
+        land(f"raw/orders/trickle/part-{minute:02d}.csv", T0 + minute * 60)
+        if minute == 5:
+            land("raw/order_items/quiet/part-0.csv", T0 + 330)
+        batcher.run(aws["ddb"], config, now=T0 + minute * 60 + 30)
+    batcher.run(aws["ddb"], config, now=T0 + 3000)
+    made = chunks(aws)  # in batch id order
+    assert sorted(f for c in made for f in c["files"]) == sorted(arrived)
+    spans = [(min(arrived[f] for f in c["files"]), max(arrived[f] for f in c["files"])) for c in made]
+    assert all(earlier[1] < later[0] for earlier, later in itertools.pairwise(spans)), spans
+    # the quiet group's cut took the trickle's files that came before it: one batch of both groups
+    assert spans[0] == (T0, T0 + 330) and made[0]["group_key"] == "quiet+trickle"
+
+
+def test_a_chunk_taken_by_another_batcher_ends_the_pass(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chunk of a cut loses its race: the later chunks are not created beside the gap;
+    the next pass cuts again from what is pending."""
+    ingest.handler(s3_event(*[f"raw/orders/part-{i}.csv" for i in range(5)], at=T0), now=T0)
+    real = batcher.create_chunk
+    calls: list[int] = []
+
+    def lost_first(*args: Any, **kwargs: Any) -> str | None:
+        calls.append(len(calls))
+        return None if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(batcher, "create_chunk", lost_first)
+    assert batcher.run(aws["ddb"], aws["config"], now=T0 + 200) == []
+    assert calls == [0] and chunks(aws) == []
+    assert len(batcher.run(aws["ddb"], aws["config"], now=T0 + 260)) == 2  # 5 files, 3 per chunk
+
+
 # -- dispatch ----------------------------------------------------------------------------------
 
 
 def _pending_batches(aws: dict[str, Any], n: int) -> list[str]:
-    keys = []
-    for i in range(n):
-        keys += [
-            f"raw/orders/g{i}/part-0.csv",
-            f"raw/order_items/g{i}/part-0.csv",
-            f"raw/products/g{i}/part-0.csv",
-        ]
-    ingest.handler(s3_event(*keys), now=T0)
+    for i in range(n):  # a group a second: one cut, one chunk of three files per group
+        keys = [f"raw/{dataset}/g{i}/part-0.csv" for dataset in ("orders", "order_items", "products")]
+        ingest.handler(s3_event(*keys, at=T0 + i), now=T0 + i)
     return sorted(batcher.run(aws["ddb"], aws["config"], now=T0 + 200))
 
 
@@ -668,14 +709,21 @@ def test_files_submitted_by_hand_go_through_the_queue_in_arrival_order(aws: dict
     keys = ["raw/orders/manual/part-0.csv", "raw/order_items/manual/part-0.csv"]
     for key in keys:  # uploaded now: S3 stamps LastModified with today's date (after T0)
         aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"order_id\n1\n")
+    # pending files of another group, one that arrived before the submitted files and one after
+    ingest.handler(s3_event("raw/products/other/before.csv", at=T0 + 10), now=T0 + 10)
+    ingest.handler(s3_event("raw/products/other/after.csv", at=time.time() + 86400), now=T0 + 10)
     (manual,) = ops.submit(aws["ddb"], aws["s3"], aws["config"], [f"s3://{BUCKET}/{k}" for k in keys], T0)
     assert manual > earlier
     assert d.tick(now=T0 + 400) == earlier  # the lock holds: the hand-started batch waits
     _complete(aws, earlier)
     assert d.tick(now=T0 + 500) == manual
+    # the cut at the submitted files' arrival takes the file that came before them (no overlap)
     assert sorted({c["batch_id"]: c for c in chunks(aws)}[manual]["files"]) == sorted(
-        f"s3://{BUCKET}/{k}" for k in keys
+        f"s3://{BUCKET}/{k}" for k in [*keys, "raw/products/other/before.csv"]
     )
+    assert [r["s3_path"] for r in records(aws) if "pending" in r] == [
+        f"s3://{BUCKET}/raw/products/other/after.csv"
+    ]
     with pytest.raises(ops.OpsError, match=f"already in batch {manual}"):
         ops.submit(aws["ddb"], aws["s3"], aws["config"], [f"s3://{BUCKET}/{keys[0]}"], T0)
     with pytest.raises(ops.OpsError, match="expected a raw file"):

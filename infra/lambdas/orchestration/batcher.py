@@ -1,10 +1,15 @@
 """Batching Lambda (scheduled every minute): turn quiet groups of files into batch chunks.
 
 A group is ready when no file arrived for the debounce window (or its oldest file waited
-``max_wait_seconds``). Its files become one or more chunks within the file/byte limits. Each chunk
-is written in ONE DynamoDB transaction together with the "processed" mark of each of its files,
-conditioned on those files still being unbatched: a crash at any point, or two batchers racing,
-can neither lose a file nor put it in two batches.
+``max_wait_seconds``). A pass cuts at one instant, the newest arrival among the ready groups, and
+takes every pending file that arrived by then, of any group: files of a group still arriving that
+came before the cut go with it. So batches never overlap in arrival time, and a batch id (its newest
+arrival) orders every file of one batch before every file of a later one, which is what "the later
+batch wins" needs (two groups cut apart would overlap: a trickling group cut by max-wait holds files
+older than a quiet group's batch that sorts before it). The cut files, oldest first, become one or
+more chunks within the file/byte limits. Each chunk is written in ONE DynamoDB transaction together
+with the "processed" mark of each of its files, conditioned on those files still being unbatched: a
+crash at any point, or two batchers racing, can neither lose a file nor put it in two batches.
 """
 
 from __future__ import annotations
@@ -69,9 +74,10 @@ def arrival_ms(item: dict[str, Any]) -> int:
 def batch_id_for(group: str, files: list[dict[str, Any]], ordinal: int = 0) -> str:
     """``<newest arrival, ms, UTC>-<ordinal>-<digest>``: batch ids sort by when their newest file
     arrived in S3 (S3's event time, not a batcher's clock), so "the later batch wins" means "the
-    batch holding the later file wins" however late, or on whichever clock, a batcher runs.
+    batch holding the later file wins" however late, or on whichever clock, a batcher runs (batches
+    do not overlap in arrival: see :func:`files_to_cut`).
 
-    ``ordinal`` orders the chunks of one group cut in one pass (they can share a newest
+    ``ordinal`` orders the chunks of one cut (they can share a newest
     millisecond); the digest of the group and the files makes the id unique: two batchers cutting
     the same files compute the same id (the chunk's conditional write keeps one), different files
     give different ids.
@@ -148,17 +154,38 @@ def create_chunk(
     return batch_id
 
 
+def files_to_cut(groups: dict[str, list[dict[str, Any]]], config: Config, now: float) -> list[dict[str, Any]]:
+    """Every pending file that arrived by the newest arrival of a ready group (none if no group is
+    ready): the ready groups whole, and the part of each other group that came before the cut."""
+    ready = [files for files in groups.values() if group_is_ready(files, config, now)]
+    if not ready:
+        return []
+    return arrived_by(groups, max(arrival_ms(f) for files in ready for f in files))
+
+
+def arrived_by(groups: dict[str, list[dict[str, Any]]], cut_ms: int) -> list[dict[str, Any]]:
+    """The pending files, of every group, that arrived at or before ``cut_ms``."""
+    return [f for files in groups.values() for f in files if arrival_ms(f) <= cut_ms]
+
+
+def group_label(files: list[dict[str, Any]]) -> str:
+    """The chunk's ``group_key``: its group, or its groups joined by ``+`` (sorted)."""
+    return "+".join(sorted({str(f["group_key"]) for f in files}))
+
+
 def run(resource: Any, config: Config, now: float) -> list[str]:
-    """One batching pass; returns the batch ids it created."""
+    """One batching pass; returns the batch ids it created.
+
+    A chunk another batcher took first ends the pass: the later chunks of this cut wait for the
+    next pass, which cuts again from what is still pending (so no chunk is created beside a gap).
+    """
     table = resource.Table(config.ingestion_table)
     created = []
-    for group, files in sorted(pending_files(table).items()):
-        if not group_is_ready(files, config, now):
-            continue
-        for ordinal, chunk in enumerate(split_chunks(files, config)):
-            batch_id = create_chunk(resource.meta.client, config, group, chunk, now, ordinal)
-            if batch_id:
-                created.append(batch_id)
+    for ordinal, chunk in enumerate(split_chunks(files_to_cut(pending_files(table), config, now), config)):
+        batch_id = create_chunk(resource.meta.client, config, group_label(chunk), chunk, now, ordinal)
+        if batch_id is None:
+            break
+        created.append(batch_id)
     return created
 
 

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -127,7 +126,11 @@ def _raw_key(uri: str, config: Config) -> tuple[str, str, str]:
 
 
 def submit(resource: Any, s3: Any, config: Config, uris: Sequence[str], now: float) -> list[str]:
-    """Batch these raw files now; returns the new batch ids (one per group and chunk).
+    """Batch these raw files now; returns the new batch ids (one per chunk).
+
+    Like a batcher's pass, it cuts at one instant (the newest of these files' arrivals), so the
+    cut also takes every other pending file that arrived by then: batches never overlap in arrival
+    time (see ``batcher.files_to_cut``).
 
     Raises:
         OpsError: a URI is not a raw file of the bucket, does not exist, or is already batched.
@@ -135,7 +138,7 @@ def submit(resource: Any, s3: Any, config: Config, uris: Sequence[str], now: flo
     if not uris:
         raise OpsError("name at least one raw file (s3://bucket/raw/<dataset>/...)")
     table = resource.Table(config.ingestion_table)
-    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    submitted: list[dict[str, Any]] = []
     for uri in dict.fromkeys(uris):
         key, _, group = _raw_key(uri, config)
         try:
@@ -154,14 +157,15 @@ def submit(resource: Any, s3: Any, config: Config, uris: Sequence[str], now: flo
                 f"{uri} is already in batch {record.get('batch_id')}: re-run that batch instead "
                 f"(`rerun {record.get('batch_id')}`)"
             )
-        by_group[group].append(record)
+        submitted.append(record)
+    cut = batcher.arrived_by(batcher.pending_files(table), max(batcher.arrival_ms(f) for f in submitted))
     created = []
-    for group, files in sorted(by_group.items()):
-        for ordinal, chunk in enumerate(batcher.split_chunks(files, config)):
-            batch_id = batcher.create_chunk(resource.meta.client, config, group, chunk, now, ordinal)
-            if batch_id is None:
-                raise OpsError(f"group {group}: the batcher took these files concurrently (`list`)")
-            created.append(batch_id)
+    for ordinal, chunk in enumerate(batcher.split_chunks(cut, config)):
+        label = batcher.group_label(chunk)
+        batch_id = batcher.create_chunk(resource.meta.client, config, label, chunk, now, ordinal)
+        if batch_id is None:
+            raise OpsError(f"group {label}: the batcher took these files concurrently (`list`)")
+        created.append(batch_id)
     return created
 
 
