@@ -180,8 +180,63 @@ def test_iam_is_least_privilege() -> None:
                 namespace = statement["Condition"]["StringEquals"]["cloudwatch:namespace"]
                 assert namespace == dispatch.METRICS_NAMESPACE, role
                 continue
-            # only CloudWatch Logs delivery and X-Ray, which AWS defines on "*"
-            assert all(a.startswith(("logs:", "xray:")) for a in actions), (role, actions)
+            # only CloudWatch Logs delivery, X-Ray and the registry token, which AWS defines on "*"
+            assert all(
+                a.startswith(("logs:", "xray:")) or a == "ecr:GetAuthorizationToken" for a in actions
+            ), (role, actions)
+        for resource in (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        ):
+            assert ":key/*" not in json.dumps(resource), (role, "a KMS grant names the stack's key")
+    for name, role in _of_type("AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], f"{name}: AWS-managed policies grant on *"
+
+
+def _evaluate(node: Any, parameters: dict[str, str]) -> Any:
+    """The few intrinsic functions the image policy uses (Ref to a parameter, Split, Select, Sub
+    with a variable map), evaluated as CloudFormation would."""
+    if not isinstance(node, dict):
+        return node
+    ((function, args),) = node.items()
+    if function == "Ref":
+        return parameters[args]
+    if function == "Fn::Split":
+        return str(_evaluate(args[1], parameters)).split(args[0])
+    if function == "Fn::Select":
+        return _evaluate(args[1], parameters)[args[0]]
+    if function == "Fn::Sub":
+        text, variables = args
+        values = {"AWS::Partition": "aws", **{k: _evaluate(v, parameters) for k, v in variables.items()}}
+        return re.sub(r"\$\{([\w:]+)\}", lambda m: str(values[m.group(1)]), text)
+    raise AssertionError(f"no evaluation of {function}")
+
+
+@pytest.mark.parametrize(
+    ("uri", "repository"),
+    [
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ecom-pipeline:1.4", "ecom-pipeline"),
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/data/ecom-pipeline:latest", "data/ecom-pipeline"),
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ecom-pipeline@sha256:" + "a" * 64, "ecom-pipeline"),
+    ],
+)
+def test_the_task_execution_role_pulls_only_the_jobs_images_and_writes_their_logs(
+    uri: str, repository: str
+) -> None:
+    (pull,) = [
+        s for r, s in _statements() if r == "TaskExecutionRole" and s.get("Sid") == "PullTheJobsImages"
+    ]
+    arns = {_evaluate(r, {"ValidateImageUri": uri, "TransformImageUri": uri}) for r in pull["Resource"]}
+    assert arns == {f"arn:aws:ecr:eu-west-1:123456789012:repository/{repository}"}
+    pattern = TEMPLATE["Parameters"]["ValidateImageUri"]["AllowedPattern"]
+    assert re.fullmatch(pattern, uri) and not re.fullmatch(pattern, "ecom-pipeline:local")
+    (logs,) = [s for r, s in _statements() if r == "TaskExecutionRole" and s.get("Sid") == "WriteTheJobsLogs"]
+    groups = {r["Fn::Sub"] for r in logs["Resource"]}
+    assert groups == {"${ValidateLogGroup.Arn}", "${TransformLogGroup.Arn}", "${MaintainLogGroup.Arn}"}
+    used = {
+        task["Properties"]["ContainerDefinitions"][0]["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+        for task in _of_type("AWS::ECS::TaskDefinition").values()
+    }
+    assert used == {"ValidateLogGroup", "TransformLogGroup", "MaintainLogGroup"}
 
 
 @pytest.mark.parametrize("job", ["validate", "transform"])
