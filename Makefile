@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 TOOLS  := .venv-tools
 CHECKOV_VERSION := 3.3.30
 TOOLS_STAMP := $(TOOLS)/.installed-$(CHECKOV_VERSION)
+OPS_VENV := .venv-ops
+OPS_STAMP := $(OPS_VENV)/.installed
 STACK  ?= ecom-pipeline
 # The state machine's job layout (make deploy): two-tasks, or one-task (jobs.run in one task; README).
 JOB_LAYOUT ?= two-tasks
@@ -100,6 +102,13 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP) ## Install checkov (infrastructure scanner) into .venv-tools
 
+# The operator CLI needs what the Lambdas need, boto3 alone: a small venv of its own (seconds to
+# install, no Spark), pinned by the same constraints.txt.
+$(OPS_STAMP): constraints.txt
+	$(PYTHON) -m venv $(OPS_VENV)
+	$(OPS_VENV)/bin/pip install --quiet -c constraints.txt boto3
+	@touch $@
+
 demo-data: $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Generate the demo batch (20k order items, ~1% defects) under out/demo
 	$(PY) -m jobs.generate --out $(DEMO) --items 20000 --parts 3 --batch-id demo-0001
 
@@ -181,9 +190,9 @@ deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b 
 	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(filter-out none,$(ALERT_EMAIL)) \
 	  JobLayout=$(JOB_LAYOUT)
 
-ops: $(STAMP) ## Operate a deployed stack: make ops CMD="list|show B|rerun B|submit s3://...|drain-dlq --queue-url U" [STACK=...]
+ops: $(OPS_STAMP) ## Operate a deployed stack: make ops CMD="list|show B|rerun B|submit s3://...|drain-dlq --queue-url U" [STACK=...]
 	@test -n "$(CMD)" || { echo 'usage: make ops CMD="list" (or "show <batch>", "rerun <batch>", "submit s3://<bucket>/raw/...", "drain-dlq --queue-url <url>") [STACK=$(STACK)]'; exit 2; }
-	PYTHONPATH=infra/lambdas $(PY) -m orchestration.ops --stack $(STACK) $(CMD)
+	PYTHONPATH=infra/lambdas $(OPS_VENV)/bin/python -m orchestration.ops --stack $(STACK) $(CMD)
 
 clean: ## Remove generated data and caches (keeps .venv, .jars and .tools)
 	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

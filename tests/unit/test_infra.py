@@ -535,3 +535,39 @@ def test_make_deploy_asks_for_the_alert_address() -> None:
     assert "aws cloudformation" not in refused.stdout
     assert "AlertEmail=team@example.com " in deploy("ALERT_EMAIL=team@example.com").stdout
     assert "AlertEmail= " in deploy("ALERT_EMAIL=none").stdout  # no subscription
+
+
+def test_make_ops_runs_in_a_small_environment_of_what_the_lambdas_import() -> None:
+    """The operator CLI needs boto3 alone: `make ops` installs and uses a venv of boto3 (seconds),
+    not the project's (Spark and every dev tool), and the CLI imports nothing else."""
+    dry = subprocess.run(
+        ["make", "-n", "ops", "CMD=list"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout
+    (run,) = [line for line in dry.splitlines() if "orchestration.ops" in line]
+    assert run.startswith("PYTHONPATH=infra/lambdas .venv-ops/bin/python -m orchestration.ops")
+    recipe = (
+        (ROOT / "Makefile").read_text().split("$(OPS_STAMP): constraints.txt\n", 1)[1].split("\n\n", 1)[0]
+    )
+    assert "pip install --quiet -c constraints.txt boto3\n" in recipe + "\n"
+    probe = (
+        "import sys; sys.path.insert(0, 'infra/lambdas'); import orchestration.ops; "
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    # less the standard library, the interpreter's start-up hooks (__main__, .pth finders: "_...")
+    third_party = (
+        {m for m in loaded if not m.startswith("_")} - set(sys.stdlib_module_names) - {"orchestration"}
+    )
+    boto3_and_its_own = {
+        "boto3",
+        "botocore",
+        "s3transfer",
+        "jmespath",
+        "dateutil",
+        "urllib3",
+        "six",
+        "certifi",
+    }
+    assert third_party <= boto3_and_its_own, sorted(third_party - boto3_and_its_own)
