@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -85,6 +86,9 @@ class Fargate:
     def __init__(self, ecs: Any, run_job: Callable[[str, list[str], dict[str, str]], int]) -> None:
         self.ecs, self.run_job = ecs, run_job
         self.runs: list[dict[str, Any]] = []
+        # ECS API errors the next RunTask calls fail with, one per call (e.g. "ThrottlingException")
+        self.refuse: list[str] = []
+        self.refused: list[str] = []
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._exit_codes: dict[str, int] = {}
         self._stop = threading.Event()
@@ -160,6 +164,9 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
         assert network["assignPublicIp"] in {"ENABLED", "DISABLED"}
         # moto reuses the task-token endpoint it interrupted after a failed attempt, so a retried
         # .sync task would time out at once (States.Timeout): give each attempt a fresh endpoint.
+        if fargate.refuse:  # ECS refused the call: the state fails with ECS.<code>, as on AWS
+            fargate.refused.append(fargate.refuse.pop(0))
+            raise FailureEventException(_api_error(self, env, fargate.refused[-1]))
         token = env.states.context_object.context_object_data["Task"]["Token"]
         env.callback_pool_manager._pool.pop(token, None)
         env.callback_pool_manager.add(token)
@@ -225,6 +232,24 @@ def _failure(service: StateTaskServiceEcs, env: Any, cause: Any) -> FailureEvent
                 resourceType=service._get_sfn_resource_type(),
                 error=StatesErrorNameType.StatesTaskFailed.to_name(),
                 cause=json.dumps(cause),
+            )
+        ),
+    )
+
+
+def _api_error(service: StateTaskServiceEcs, env: Any, code: str) -> FailureEvent:
+    """What Step Functions' ECS integration fails a state with when the RunTask call itself is
+    refused: the error ``ECS.<code>`` (the names the state machine's Retry lists)."""
+    return FailureEvent(
+        env=env,
+        error_name=CustomErrorName(f"ECS.{code}"),
+        event_type=HistoryEventType.TaskFailed,
+        event_details=EventDetails(
+            taskFailedEventDetails=TaskFailedEventDetails(
+                resource=service._get_sfn_resource(),
+                resourceType=service._get_sfn_resource_type(),
+                error=f"ECS.{code}",
+                cause=f"{code}: Rate exceeded (Service: AmazonECS; Status Code: 400)",
             )
         ),
     )

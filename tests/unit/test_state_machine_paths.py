@@ -271,6 +271,42 @@ def test_a_task_failing_after_its_retries_is_caught(scripted: tuple[Stack, Farga
     assert f"Batch {batch_id} failed at step Validate. Error: JobCrashed" in alert["Message"]
 
 
+def test_an_ecs_api_error_is_retried_and_the_batch_completes(scripted: tuple[Stack, Fargate, Script]) -> None:
+    """RunTask refused twice (throttled, then ECS's server error): the Retry on the ECS errors
+    calls it again, no container ran for the refused calls, and the batch completes."""
+    stack, fargate, script = scripted
+    fargate.refuse = ["ThrottlingException", "ServerException"]
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    batch_id = "20261122T030000Z-throttled"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert fargate.refused == ["ThrottlingException", "ServerException"]
+    assert [r["job"] for r in fargate.runs] == ["validate", "transform"]
+    history = stack.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert failed == ["ECS.ThrottlingException", "ECS.ServerException"]
+    assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
+
+
+def test_ecs_refusing_past_the_retries_fails_the_batch_with_its_error(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    stack, fargate, script = scripted
+    fargate.refuse = ["AmazonECSException"] * 4  # the first call and its three retries
+    batch_id = "20261122T030000Z-refused"
+    arn, execution = _run(stack, batch_id)
+    assert execution["status"] == "FAILED"
+    assert fargate.runs == [] and len(fargate.refused) == 4
+    batch = stack.batch(batch_id)
+    assert (batch["status"], batch["failed_step"]) == ("failed", "Validate")
+    # the refusal's own error and cause (before, the cause was parsed as a task's description
+    # and the execution died at that step without marking the batch or alerting)
+    assert batch["failure"].startswith("ECS.AmazonECSException: AmazonECSException: Rate exceeded")
+    [alert] = stack.alerts()
+    assert f"Batch {batch_id} failed at step Validate. Error: ECS.AmazonECSException." in alert["Message"]
+
+
 def test_containers_get_exactly_the_settings_the_jobs_read(scripted: tuple[Stack, Fargate, Script]) -> None:
     """Contract: names the state machine passes == names the jobs read, with the values they need."""
     from common.settings import load_settings
