@@ -292,10 +292,10 @@ def test_an_ecs_api_error_is_retried_and_the_batch_completes(scripted: tuple[Sta
 def test_ecs_refusing_past_the_retries_fails_the_batch_with_its_error(
     scripted: tuple[Stack, Fargate, Script],
 ) -> None:
-    stack, fargate, script = scripted
+    stack, fargate, _ = scripted
     fargate.refuse = ["AmazonECSException"] * 4  # the first call and its three retries
     batch_id = "20261122T030000Z-refused"
-    arn, execution = _run(stack, batch_id)
+    _, execution = _run(stack, batch_id)
     assert execution["status"] == "FAILED"
     assert fargate.runs == [] and len(fargate.refused) == 4
     batch = stack.batch(batch_id)
