@@ -151,11 +151,15 @@ def create_tables(ddb: Any) -> None:
 
 
 def create_stack(
-    job_env: dict[str, str], retry_interval: int = 1, layout: str = "two-tasks", task_timeout: int = 600
+    job_env: dict[str, str],
+    retry_interval: int = 1,
+    layout: str = "two-tasks",
+    task_timeout: int = 600,
+    execution_timeout: int = 1800,
 ) -> Stack:
     """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment;
     ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``);
-    ``task_timeout`` both tasks' TimeoutSeconds."""
+    ``task_timeout`` both tasks' TimeoutSeconds; ``execution_timeout`` the execution's."""
     s3 = boto3.client("s3", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -213,7 +217,7 @@ def create_stack(
             "ValidateTimeoutSeconds": str(task_timeout),
             "TransformTimeoutSeconds": str(task_timeout),
             "MaxJobAttempts": "3",
-            "ExecutionTimeoutSeconds": "1800",
+            "ExecutionTimeoutSeconds": str(execution_timeout),
         }
     )
     arn = sfn.create_state_machine(

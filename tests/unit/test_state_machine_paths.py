@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from orchestration import ops
+from orchestration.config import Config
 from orchestration.dispatch import Dispatcher
 from tests.aws_stack import (
     BUCKET,
@@ -46,7 +48,8 @@ def scripted(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Stack, Fargate, Script]]:
     """The stack in the two-task layout unless a test asks for another (``indirect``; or
-    ``short-timeouts``: two tasks that time out after 2 s)."""
+    ``short-timeouts``: two tasks that time out after 2 s; ``short-execution``: an execution that
+    times out after 3 s)."""
     script: Script = {"validate": [], "transform": [], "run": []}
 
     def run(job: str, args: list[str], env: dict[str, str]) -> int:
@@ -56,8 +59,14 @@ def scripted(
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         layout = getattr(request, "param", "two-tasks")
         timeout = 2 if layout == "short-timeouts" else 600
-        layout = "two-tasks" if layout == "short-timeouts" else layout
-        stack = create_stack({"ECOM_LAKE_ROOT": "s3://ecom-data/lake"}, layout=layout, task_timeout=timeout)
+        execution_timeout = 3 if layout == "short-execution" else 1800
+        layout = "two-tasks" if layout in {"short-timeouts", "short-execution"} else layout
+        stack = create_stack(
+            {"ECOM_LAKE_ROOT": "s3://ecom-data/lake"},
+            layout=layout,
+            task_timeout=timeout,
+            execution_timeout=execution_timeout,
+        )
         with Fargate(stack.ecs, run) as fargate:
             emulate_ecs_run_task_sync(monkeypatch, fargate)
             read_sdk_streams(monkeypatch)
@@ -507,3 +516,63 @@ def test_a_task_that_keeps_timing_out_fails_with_a_cause_that_says_so(
     assert batch["failure"].startswith(f"JobTimedOut: {cause}")
     [alert] = stack.alerts()
     assert f"Error: JobTimedOut. Cause: {cause}" in alert["Message"]
+
+
+def _settled_by_the_dispatcher(stack: Stack, batch_id: str) -> dict[str, Any]:
+    """The dispatcher's next tick, after an execution ended outside the state machine's Catch."""
+    config = lambda_config(stack)
+    sns = boto3.client("sns", region_name=REGION)
+    config = Config(**{**config.__dict__, "alert_topic_arn": sns.list_topics()["Topics"][0]["TopicArn"]})
+    Dispatcher(boto3.resource("dynamodb", region_name=REGION), stack.sfn, stack.s3, config, sns).tick()
+    return stack.batch(batch_id)
+
+
+def _held(release: threading.Event) -> Any:
+    def run(env: dict[str, str]) -> int:
+        release.wait(30)
+        return 0
+
+    return run
+
+
+def test_an_aborted_execution_fails_its_batch_and_alerts(scripted: tuple[Stack, Fargate, Script]) -> None:
+    """An execution stopped by hand mid-validate (ABORTED, on the real machine): no state of its
+    own runs, so the dispatcher marks the batch failed and alerts."""
+    stack, _, script = scripted
+    release = threading.Event()
+    script["validate"] = [_held(release)]
+    batch_id = "20261122T130000Z-stopped"
+    _queue(stack, batch_id)
+    arn = dispatch_tick(stack)
+    deadline = time.monotonic() + 30
+    while "Validate" not in states_entered(stack.sfn, arn) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stack.sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by hand")
+    assert wait_for_execution(stack.sfn, arn)["status"] == "ABORTED"
+    release.set()
+    batch = _settled_by_the_dispatcher(stack, batch_id)
+    assert batch["status"] == "failed"
+    assert "execution ABORTED before the state machine recorded an outcome" in batch["failure"]
+    [alert] = stack.alerts()
+    assert f"Batch {batch_id} failed" in alert["Message"] and "ABORTED" in alert["Message"]
+
+
+@pytest.mark.parametrize("scripted", ["short-execution"], indirect=True)
+def test_an_execution_past_its_timeout_fails_its_batch_and_alerts(
+    scripted: tuple[Stack, Fargate, Script],
+) -> None:
+    """ExecutionTimeoutSeconds (3 s here) passes while validate runs: the execution is TIMED_OUT
+    by Step Functions itself, and the dispatcher marks the batch failed and alerts."""
+    stack, _, script = scripted
+    release = threading.Event()
+    script["validate"] = [_held(release)]
+    batch_id = "20261122T140000Z-overdue"
+    _queue(stack, batch_id)
+    arn = dispatch_tick(stack)
+    assert wait_for_execution(stack.sfn, arn, timeout=60)["status"] == "TIMED_OUT"
+    release.set()
+    batch = _settled_by_the_dispatcher(stack, batch_id)
+    assert batch["status"] == "failed"
+    assert "execution TIMED_OUT before the state machine recorded an outcome" in batch["failure"]
+    [alert] = stack.alerts()
+    assert f"Batch {batch_id} failed" in alert["Message"] and "TIMED_OUT" in alert["Message"]
