@@ -310,15 +310,25 @@ def _dispatcher(aws: dict[str, Any]) -> dispatch.Dispatcher:
     )
 
 
-def _complete(aws: dict[str, Any], batch_id: str) -> None:
-    """What the state machine's MarkCompleted state does, then the execution ends."""
+def _complete(aws: dict[str, Any], batch_id: str, execution_arn: str | None = None) -> bool:
+    """What the state machine's MarkCompleted state does, then the execution ends. With
+    ``execution_arn``, conditional as MarkCompleted is (that execution is the batch's recorded one
+    and the batch is processing): False when it is not, and nothing is written."""
     table = aws["ddb"].Table(CHUNKS_TABLE)
-    table.update_item(
-        Key={"batch_id": batch_id},
-        UpdateExpression="SET #s = :c",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":c": "completed"},
-    )
+    update: dict[str, Any] = {
+        "Key": {"batch_id": batch_id},
+        "UpdateExpression": "SET #s = :c",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":c": "completed"},
+    }
+    if execution_arn is not None:
+        update["ConditionExpression"] = "execution_arn = :me AND #s = :p"
+        update["ExpressionAttributeValues"] |= {":me": execution_arn, ":p": "processing"}
+    try:
+        table.update_item(**update)
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def test_dispatch_starts_the_oldest_batch_and_keeps_one_in_flight(
@@ -463,8 +473,11 @@ def test_concurrent_duplicate_events_and_ticks_start_each_batch_once_and_one_at_
                         aws["sfn"].describe_execution(executionArn=item["execution_arn"])
                     except aws["sfn"].exceptions.ExecutionDoesNotExist:
                         continue
+                    # conditional as MarkCompleted is: between this scan and the write, the
+                    # batch may have failed and been re-queued (an unconditional write would mark
+                    # a pending batch completed, which the state machine never does)
                     if rng.random() < 0.7:
-                        _complete(aws, item["batch_id"])
+                        _complete(aws, item["batch_id"], item["execution_arn"])
                     aws["sfn"].stop_execution(executionArn=item["execution_arn"])
 
     rerun: list[str] = []
