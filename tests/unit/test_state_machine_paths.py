@@ -518,43 +518,47 @@ def test_a_task_that_keeps_timing_out_fails_with_a_cause_that_says_so(
     assert f"Error: JobTimedOut. Cause: {cause}" in alert["Message"]
 
 
-def _settled_by_the_dispatcher(stack: Stack, batch_id: str) -> dict[str, Any]:
-    """The dispatcher's next tick, after an execution ended outside the state machine's Catch."""
+def _settled_by_the_dispatcher(stack: Stack, batch_id: str, status: str) -> None:
+    """The dispatcher's next tick, after an execution ended ``status`` outside the state machine's
+    Catch: the batch is marked failed with that status, and alerted."""
     config = lambda_config(stack)
     sns = boto3.client("sns", region_name=REGION)
     config = Config(**{**config.__dict__, "alert_topic_arn": sns.list_topics()["Topics"][0]["TopicArn"]})
     Dispatcher(boto3.resource("dynamodb", region_name=REGION), stack.sfn, stack.s3, config, sns).tick()
-    return stack.batch(batch_id)
+    batch = stack.batch(batch_id)
+    assert batch["status"] == "failed"
+    assert f"execution {status} before the state machine recorded an outcome" in batch["failure"]
+    [alert] = stack.alerts()
+    assert f"Batch {batch_id} failed" in alert["Message"] and status in alert["Message"]
 
 
-def _held(release: threading.Event) -> Any:
-    def run(env: dict[str, str]) -> int:
+def _start_with_validate_held(stack: Stack, script: Script, batch_id: str) -> tuple[str, threading.Event]:
+    """Queue and start ``batch_id`` with a validate container that runs until the event is set
+    (30 s at most); returns the execution's ARN and that event."""
+    release = threading.Event()
+
+    def held(env: dict[str, str]) -> int:
         release.wait(30)
         return 0
 
-    return run
+    script["validate"] = [held]
+    _queue(stack, batch_id)
+    return dispatch_tick(stack), release
 
 
 def test_an_aborted_execution_fails_its_batch_and_alerts(scripted: tuple[Stack, Fargate, Script]) -> None:
     """An execution stopped by hand mid-validate (ABORTED, on the real machine): no state of its
     own runs, so the dispatcher marks the batch failed and alerts."""
     stack, _, script = scripted
-    release = threading.Event()
-    script["validate"] = [_held(release)]
     batch_id = "20261122T130000Z-stopped"
-    _queue(stack, batch_id)
-    arn = dispatch_tick(stack)
+    arn, release = _start_with_validate_held(stack, script, batch_id)
     deadline = time.monotonic() + 30
     while "Validate" not in states_entered(stack.sfn, arn) and time.monotonic() < deadline:
         time.sleep(0.1)
     stack.sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by hand")
     assert wait_for_execution(stack.sfn, arn)["status"] == "ABORTED"
     release.set()
-    batch = _settled_by_the_dispatcher(stack, batch_id)
-    assert batch["status"] == "failed"
-    assert "execution ABORTED before the state machine recorded an outcome" in batch["failure"]
-    [alert] = stack.alerts()
-    assert f"Batch {batch_id} failed" in alert["Message"] and "ABORTED" in alert["Message"]
+    _settled_by_the_dispatcher(stack, batch_id, "ABORTED")
 
 
 @pytest.mark.parametrize("scripted", ["short-execution"], indirect=True)
@@ -564,15 +568,8 @@ def test_an_execution_past_its_timeout_fails_its_batch_and_alerts(
     """ExecutionTimeoutSeconds (3 s here) passes while validate runs: the execution is TIMED_OUT
     by Step Functions itself, and the dispatcher marks the batch failed and alerts."""
     stack, _, script = scripted
-    release = threading.Event()
-    script["validate"] = [_held(release)]
     batch_id = "20261122T140000Z-overdue"
-    _queue(stack, batch_id)
-    arn = dispatch_tick(stack)
+    arn, release = _start_with_validate_held(stack, script, batch_id)
     assert wait_for_execution(stack.sfn, arn, timeout=60)["status"] == "TIMED_OUT"
     release.set()
-    batch = _settled_by_the_dispatcher(stack, batch_id)
-    assert batch["status"] == "failed"
-    assert "execution TIMED_OUT before the state machine recorded an outcome" in batch["failure"]
-    [alert] = stack.alerts()
-    assert f"Batch {batch_id} failed" in alert["Message"] and "TIMED_OUT" in alert["Message"]
+    _settled_by_the_dispatcher(stack, batch_id, "TIMED_OUT")
