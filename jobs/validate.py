@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pyspark.sql import SparkSession
 from common.contracts import load_contracts
 from common.errors import ConfigurationError, PipelineError
 from common.io.lake import Lake
-from common.io.manifest import resolve_batch
+from common.io.manifest import pin_versions, resolve_batch
 from common.io.results import BatchStatus, ValidationResult, write_result
 from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
@@ -83,7 +84,9 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     samples: dict[str, list[dict[str, Any]]] = {}
     report: str | None = None
     try:
-        # The headers first (each file's first bytes, and its size): they size the batch for the JVM.
+        # Each object as it arrived (a copy of its recorded version when it changed since), then
+        # the headers (each file's first bytes, and its size): they size the batch for the JVM.
+        batch = pin_versions(batch, partial(Lake(settings.lake_root).pinned, batch.batch_id), settings)
         inspected = inspect_batch(batch, contracts, settings)
         size = BatchSize(input_bytes=checked_bytes(inspected))
         session = session or build_spark(settings, "ecom-validate", size)

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.contracts.columns import SOURCE_FILE
 from common.generator import GeneratorConfig, generate_batch
 from jobs import validate
 from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
@@ -187,3 +189,101 @@ def test_two_jobs_writing_one_lake_at_once_never_both_commit(
         expected = sum(t["datasets"][name]["rows_valid"] for t in truths.values())
         counts = table.agg(F.count("*").alias("n"), F.countDistinct(key).alias("keys")).first()
         assert counts is not None and (counts["n"], counts["keys"]) == (expected, expected), name
+
+
+VERSIONED = "ecom-versioned"  # a bucket that keeps versions, as the template's data bucket does
+
+
+def _versioned_batch(minio: Minio, spark: SparkSession, tmp_path: Path, batch_id: str) -> tuple[str, Any]:
+    """A generated batch staged in a versioned bucket, and a manifest that records each file's
+    version as ingestion would (from S3's event: here, the object's head right after the upload)."""
+    s3 = minio.client()
+    if VERSIONED not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=VERSIONED)
+        s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
+        read_s3_with(spark, minio.endpoint, VERSIONED, minio.access_key, minio.secret_key)
+    config = GeneratorConfig(items=300, parts=1, seed=7, defect_rate=0, warning_rate=0)
+    truth = generate_batch(tmp_path / batch_id, config, batch_id=batch_id)
+    manifest_uri = upload_batch(minio, tmp_path / batch_id, VERSIONED)
+    key = manifest_uri.removeprefix(f"s3://{VERSIONED}/")
+    manifest = read_json(s3, key, VERSIONED)
+    versions = {}
+    for uri in (u for uris in manifest["files"].values() for u in uris):
+        head = s3.head_object(Bucket=VERSIONED, Key=uri.removeprefix(f"s3://{VERSIONED}/"))
+        versions[uri] = {"version_id": head["VersionId"], "etag": head["ETag"].strip('"')}
+    s3.put_object(Bucket=VERSIONED, Key=key, Body=json.dumps({**manifest, "versions": versions}))
+    return manifest_uri, truth
+
+
+def _validate_in_process(
+    minio: Minio, spark: SparkSession, manifest: str, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    for name, value in job_env(minio).items():  # the job in this process, its settings from the env
+        if name.startswith(("AWS_", "ECOM_")):
+            monkeypatch.setenv(name, value)
+    argv = ["--manifest", manifest, "--lake-root", f"s3://{VERSIONED}/lake", "--log-format", "text"]
+    return validate.main(argv, spark=spark)
+
+
+def test_a_raw_file_overwritten_before_validation_is_read_as_it_arrived(
+    minio: Minio, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shop overwrites a file after the batch was cut: the batch still reads what arrived (a
+    copy of that version), and a re-run reads it again and commits nothing."""
+    manifest, truth = _versioned_batch(minio, spark, tmp_path, "v-1")
+    s3 = minio.client()
+    orders = read_json(s3, manifest.removeprefix(f"s3://{VERSIONED}/"), VERSIONED)["files"]["orders"][0]
+    s3.put_object(
+        Bucket=VERSIONED, Key=orders.removeprefix(f"s3://{VERSIONED}/"), Body=b"order_id\nnot-a-row\n"
+    )
+    assert _validate_in_process(minio, spark, manifest, monkeypatch) == 0
+    result = read_json(s3, "lake/_results/v-1/validate.json", VERSIONED)
+    assert result["status"] == "SUCCEEDED", result["errors"]
+    copy = f"s3://{VERSIONED}/lake/_pinned/v-1/{VERSIONED}/{orders.removeprefix(f's3://{VERSIONED}/')}"
+    [read] = result["datasets"]["orders"]["files"]
+    assert (read["uri"], read["read_from"]) == (orders, copy) and read["version_id"]
+    expected = truth["datasets"]["orders"]
+    assert (result["datasets"]["orders"]["rows_read"], result["datasets"]["orders"]["rows_valid"]) == (
+        expected["rows_read"],
+        expected["rows_valid"],
+    )
+    table = f"s3a://{VERSIONED}/lake/validated/orders"
+    assert spark.read.format("delta").load(table).count() == expected["rows_valid"]
+    sources = spark.read.format("delta").load(table).select(SOURCE_FILE).distinct().collect()
+    assert [r[0] for r in sources] == [orders]  # rows name the file, not the copy
+    history = DeltaTable.forPath(spark, table).history().count()
+    assert _validate_in_process(minio, spark, manifest, monkeypatch) == 0
+    assert DeltaTable.forPath(spark, table).history().count() == history
+
+
+def test_a_raw_file_overwritten_while_validation_reads_it_fails_the_batch(
+    minio: Minio, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is overwritten after the job looked at it and before Spark read it: its rows
+    could mix two contents, so the dataset fails and nothing valid is published; the re-run
+    reads the version that arrived."""
+    manifest, truth = _versioned_batch(minio, spark, tmp_path, "v-2")
+    s3 = minio.client()
+    orders = read_json(s3, manifest.removeprefix(f"s3://{VERSIONED}/"), VERSIONED)["files"]["orders"][0]
+    header = s3.get_object(Bucket=VERSIONED, Key=orders.removeprefix(f"s3://{VERSIONED}/"))["Body"].readline()
+    looked = validate.inspect_batch
+
+    def look_then_overwrite(*args: Any) -> Any:
+        checks = looked(*args)  # the shop writes the key again, right after the job's first look
+        s3.put_object(Bucket=VERSIONED, Key=orders.removeprefix(f"s3://{VERSIONED}/"), Body=header)
+        return checks
+
+    monkeypatch.setattr(validate, "inspect_batch", look_then_overwrite)
+    assert _validate_in_process(minio, spark, manifest, monkeypatch) == 0
+    result = read_json(s3, "lake/_results/v-2/validate.json", VERSIONED)
+    assert result["status"] == "FAILED"
+    [read] = result["datasets"]["orders"]["files"]
+    assert read["error"] == (
+        "changed while this batch read it; re-run the batch, which reads the version recorded on arrival"
+    )
+    assert result["datasets"]["orders"]["validated_table"] is None
+    monkeypatch.setattr(validate, "inspect_batch", looked)
+    assert _validate_in_process(minio, spark, manifest, monkeypatch) == 0
+    result = read_json(s3, "lake/_results/v-2/validate.json", VERSIONED)
+    assert result["status"] == "SUCCEEDED"
+    assert result["datasets"]["orders"]["rows_valid"] == truth["datasets"]["orders"]["rows_valid"]

@@ -55,6 +55,7 @@ class CheckedFile:
     size: int = 0  # bytes
     long_line_bytes: int = 0  # bytes in lines longer than the limit (found by count_rows): refused
     reported_path: str | None = None  # how Spark names the file in its rows (found by count_rows)
+    read_from: str | None = None  # a copy of the version the batch was cut with (the object changed)
 
     def too_long_message(self, limit: int) -> str:
         return (
@@ -64,7 +65,8 @@ class CheckedFile:
 
     @property
     def spark_path(self) -> str:
-        return storage.spark_path(self.uri)
+        """What Spark reads: the file, or the copy of its version it is read from."""
+        return storage.spark_path(self.read_from or self.uri)
 
 
 def check_header(
@@ -159,10 +161,14 @@ def check_header(
 
 
 def inspect_file(
-    uri: str, contract: Contract, settings: Settings, others: Sequence[Contract] = ()
+    uri: str,
+    contract: Contract,
+    settings: Settings,
+    others: Sequence[Contract] = (),
+    read_from: str | None = None,
 ) -> CheckedFile:
-    """Read the first bytes of ``uri`` (never the whole file) and check its header (see
-    :func:`check_header` for ``others``).
+    """Read the first bytes of ``uri`` (or of ``read_from``, a copy of the version the batch
+    reads) and check its header (see :func:`check_header` for ``others``); never the whole file.
 
     Raises:
         InputFileError: the file is missing or its header is unusable.
@@ -171,12 +177,13 @@ def inspect_file(
     if uri.endswith("/"):
         raise InputFileError(uri, "is a folder, not a file: expected a CSV file listed by the batch")
     try:
-        head, size = storage.read_head(uri, HEAD_BYTES, settings)
+        head, size = storage.read_head(read_from or uri, HEAD_BYTES, settings)
     except FileNotFoundError as exc:
         raise InputFileError(uri, "file does not exist: expected a CSV file listed by the batch") from exc
     except IsADirectoryError as exc:
         raise InputFileError(uri, "is a folder, not a file: expected a CSV file listed by the batch") from exc
-    return check_header(uri, head, size, contract, settings.extra_columns, others)
+    checked = check_header(uri, head, size, contract, settings.extra_columns, others)
+    return replace(checked, read_from=read_from)
 
 
 def _decoded_path(path: Column) -> Column:

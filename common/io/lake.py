@@ -32,6 +32,11 @@ class Lake:
     def result(self, batch_id: str, job: str) -> str:
         return join_uri(self.root, "_results", batch_id, f"{job}.json")
 
+    def pinned(self, batch_id: str, uri: str) -> str:
+        """Where a batch keeps a copy of the version of ``uri`` (``s3://bucket/key``) it was cut
+        with, when the object has changed since: ``_pinned/<batch>/<bucket>/<key>``."""
+        return join_uri(self.root, "_pinned", batch_id, uri.split("://", 1)[-1])
+
     def runs(self) -> str:
         """The run ledger: one row per job run (append-only Delta table)."""
         return join_uri(self.root, "_runs")

@@ -16,7 +16,8 @@ from common.io import storage
 if TYPE_CHECKING:
     from common.settings import Settings
 
-SCHEMA_VERSION = "1.1"  # 1.1 added the park (rows_parked, parked_counts, park, notices)
+# 1.1 added the park (rows_parked, parked_counts, park, notices); 1.2 files' version_id, read_from
+SCHEMA_VERSION = "1.2"
 SUMMARY_MAX_ERRORS = 10  # the summary the state machine reads stays small (its payload limit)
 SUMMARY_MAX_CHARS = 400
 
@@ -50,6 +51,8 @@ class DatasetStatus(StrEnum):
 
 class FileResult(BaseModel):
     uri: str
+    version_id: str | None = None  # the S3 version the batch read (recorded when the file arrived)
+    read_from: str | None = None  # a copy of that version, read because the object changed since
     rows_read: int | None = None
     error: str | None = None  # what is wrong, in words (no text taken from the file)
     excerpt: str | None = None  # what the file held where it went wrong (shortened; never alerted)

@@ -32,6 +32,24 @@ class S3Location:
     key: str
 
 
+@dataclass(frozen=True)
+class ObjectVersion:
+    """Which content of an S3 object: its version id (a versioned bucket) and its ETag (quotes
+    stripped); either may be unknown."""
+
+    version_id: str | None = None
+    etag: str | None = None
+
+    def same_as(self, other: ObjectVersion) -> bool:
+        """The same content as far as both say: by version id when both have one, else by ETag
+        (True when they share neither)."""
+        if self.version_id and other.version_id:
+            return self.version_id == other.version_id
+        if self.etag and other.etag:
+            return self.etag == other.etag
+        return True
+
+
 def is_s3(uri: str) -> bool:
     """True for ``s3://`` (and ``s3a://``) URIs."""
     return uri.startswith(("s3://", "s3a://"))
@@ -67,7 +85,8 @@ def s3_client(settings: Settings) -> Any:
 
 
 def _is_not_found(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+    code = exc.response.get("Error", {}).get("Code")
+    return code in {"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion"}
 
 
 def exists(uri: str, settings: Settings) -> bool:
@@ -204,6 +223,52 @@ def size(uri: str, settings: Settings) -> int | None:
         return int(s3_client(settings).head_object(Bucket=loc.bucket, Key=loc.key)["ContentLength"])
     except (OSError, ClientError, BotoCoreError, ValueError):
         return None
+
+
+def current_version(uri: str, settings: Settings) -> ObjectVersion | None:
+    """The S3 object's current version id and ETag; None when it does not exist.
+
+    Raises:
+        StorageError: S3 answered with something other than found/not found.
+    """
+    loc = parse_s3(uri)
+    try:
+        head = s3_client(settings).head_object(Bucket=loc.bucket, Key=loc.key)
+    except ClientError as exc:
+        if _is_not_found(exc):
+            return None
+        raise StorageError(f"cannot check {uri}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot check {uri}: {exc}") from exc
+    etag = str(head.get("ETag") or "").strip('"') or None
+    return ObjectVersion(head.get("VersionId") or None, etag)
+
+
+def copy_version(uri: str, version_id: str, target: str, settings: Settings) -> None:
+    """Copy one version of the S3 object ``uri`` to ``target``: server-side (multipart when large)
+    to an S3 URI, downloaded to a local path.
+
+    Raises:
+        FileNotFoundError: that version (or the object) does not exist.
+        StorageError: it cannot be copied.
+    """
+    loc = parse_s3(uri)
+    client = s3_client(settings)
+    try:
+        if is_s3(target):
+            dest = parse_s3(target)
+            source = {"Bucket": loc.bucket, "Key": loc.key, "VersionId": version_id}
+            client.copy(source, dest.bucket, dest.key)
+        else:
+            path = local_path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(loc.bucket, loc.key, str(path), ExtraArgs={"VersionId": version_id})
+    except ClientError as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(uri) from exc
+        raise StorageError(f"cannot copy version {version_id} of {uri} to {target}: {exc}") from exc
+    except (BotoCoreError, OSError) as exc:
+        raise StorageError(f"cannot copy version {version_id} of {uri} to {target}: {exc}") from exc
 
 
 def join_uri(root: str, *parts: str) -> str:

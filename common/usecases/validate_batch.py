@@ -39,7 +39,7 @@ from common.io import delta
 from common.io.csv_source import CheckedFile, count_rows, inspect_file, read_raw
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
-from common.io.manifest import Batch
+from common.io.manifest import Batch, changed_since_pinned
 from common.io.results import (
     BatchStatus,
     DatasetResult,
@@ -107,10 +107,14 @@ class _Context:
 FileCheck = CheckedFile | InputFileError  # a file's header check: usable, or why not
 
 
-def _inspect(uri: str, contract: Contract, settings: Settings, contracts: dict[str, Contract]) -> FileCheck:
+def _inspect(
+    batch: Batch, uri: str, contract: Contract, settings: Settings, contracts: dict[str, Contract]
+) -> FileCheck:
+    if uri in batch.unreadable:
+        return InputFileError(uri, batch.unreadable[uri])
     others = [c for c in contracts.values() if c.dataset != contract.dataset]
     try:
-        return inspect_file(uri, contract, settings, others)
+        return inspect_file(uri, contract, settings, others, batch.read_from.get(uri))
     except InputFileError as exc:
         return exc
 
@@ -126,7 +130,7 @@ def inspect_batch(
         StorageError: a file cannot be read.
     """
     return {
-        (name, uri): _inspect(uri, contracts[name], settings, contracts)
+        (name, uri): _inspect(batch, uri, contracts[name], settings, contracts)
         for name, uris in batch.files.items()
         if name in contracts
         for uri in uris
@@ -143,7 +147,12 @@ def _check_files(ctx: _Context, contract: Contract, uris: list[str], ds: Dataset
     them, not just the first)."""
     checked: list[CheckedFile] = []
     for uri in uris:
-        file_result = FileResult(uri=uri)
+        recorded = ctx.batch.versions.get(uri)
+        file_result = FileResult(
+            uri=uri,
+            version_id=recorded.version_id if recorded else None,
+            read_from=ctx.batch.read_from.get(uri),
+        )
         ds.files.append(file_result)
         item = ctx.inspected[(contract.dataset, uri)]
         if isinstance(item, CheckedFile) and not item.has_rows and not ctx.settings.allow_empty_files:
@@ -621,6 +630,17 @@ def _evolve_tables(ctx: _Context) -> None:
             delta.evolve(ctx.spark, uri, schema, ctx.settings.migrate_schema)
 
 
+def _fail_changed_files(ctx: _Context) -> None:
+    """After every raw read: a file read in place that is no longer the version the batch was
+    cut with (overwritten meanwhile) fails its dataset, since its rows may mix two contents."""
+    for uri, message in changed_since_pinned(ctx.batch, ctx.settings).items():
+        for ds in ctx.result.datasets.values():
+            for file_result in ds.files:
+                if file_result.uri == uri and file_result.error is None:
+                    _record(ds, file_result, InputFileError(uri, message))
+                    ds.status = DatasetStatus.FAILED
+
+
 def waves(contracts: dict[str, Contract]) -> list[list[str]]:
     """The datasets in dependency order, grouped: each group references only datasets of earlier
     groups, so a group's datasets can be validated at the same time (products and orders, then
@@ -650,6 +670,7 @@ def _run(ctx: _Context, lease: LeaseCheck) -> None:
     _evolve_tables(ctx)
     for group in waves(ctx.contracts):
         run_side_by_side([partial(_validate_dataset, ctx, ctx.contracts[name]) for name in group], "validate")
+    _fail_changed_files(ctx)
     failed = [n for n, d in result.datasets.items() if d.status is DatasetStatus.FAILED]
     result.status = BatchStatus.FAILED if failed else BatchStatus.SUCCEEDED
     for name in failed:

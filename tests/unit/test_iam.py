@@ -6,17 +6,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 from moto.core.authorization import disable_iam_authentication, enable_iam_authentication
+from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
 
 from common.errors import StorageError
 from common.io import storage
-from common.io.lake import beside, report_uri
+from common.io.dynamo import batch_write, dynamodb_client
+from common.io.lake import Lake, beside, report_uri
+from common.io.lease import lake_lease
+from common.io.manifest import Batch, pin_versions
 from common.io.results import summary_uri
+from common.io.storage import ObjectVersion
 from common.settings import Settings
 from common.usecases.reporting import SAMPLES_FILE
 from orchestration.config import Config
@@ -29,13 +35,17 @@ PSEUDO = {"AWS::Partition": "aws", "AWS::StackName": STACK, "AWS::AccountId": AC
 
 
 def _resolved(value: Any) -> Any:
-    """A policy value with its ``!Sub`` of pseudo parameters resolved (other references become
-    an ARN of this account that no S3 call can match)."""
+    """A policy value with its ``!Sub`` of pseudo parameters resolved; ``!GetAtt T.Arn`` becomes
+    the ARN of a table named ``T`` (other references: an ARN no call can match)."""
     if isinstance(value, list):
         return [_resolved(v) for v in value]
     if isinstance(value, dict) and "Fn::Sub" in value:
         return re.sub(r"\$\{([^}]+)\}", lambda m: PSEUDO.get(m.group(1), m.group(1)), value["Fn::Sub"])
-    if isinstance(value, dict) and ("Ref" in value or "Fn::GetAtt" in value):
+    if isinstance(value, dict) and "Fn::GetAtt" in value:  # a table's ARN: the test names it by its id
+        attribute = value["Fn::GetAtt"]
+        logical = attribute.split(".")[0] if isinstance(attribute, str) else attribute[0]
+        return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{logical}"
+    if isinstance(value, dict) and "Ref" in value:
         return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{json.dumps(value)}"
     if isinstance(value, dict):
         return {k: _resolved(v) for k, v in value.items()}
@@ -114,6 +124,28 @@ def test_validate_writes_its_result_summary_samples_and_report(as_role: Any) -> 
         storage.write_text(paths[name], "{}", settings)  # raises StorageError when denied
 
 
+def test_validate_reads_the_version_of_a_raw_file_that_arrived_after_it_changed(as_role: Any) -> None:
+    """The batch's file was overwritten after it arrived: validate copies the recorded version
+    into the lake (s3:GetObjectVersion on raw/, a write under lake/) and reads the copy."""
+    settings = Settings(lake_root=f"s3://{BUCKET}/lake")
+    raw = storage.parse_s3(_paths()["raw"])
+    with disable_iam_authentication():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        put = s3.put_object(Bucket=raw.bucket, Key=raw.key, Body=b"order_id\n1\n")
+        s3.put_object(Bucket=raw.bucket, Key=raw.key, Body=b"order_id\n2\n")
+    recorded = ObjectVersion(put["VersionId"], put["ETag"].strip('"'))
+    as_role("ValidateTaskRole")
+    batch = Batch("b-1", {"orders": [_paths()["raw"]]}, {_paths()["raw"]: recorded})
+    pinned = pin_versions(batch, partial(Lake(settings.lake_root).pinned, "b-1"), settings)
+    assert storage.read_head(pinned.source(_paths()["raw"]), 64, settings)[0] == b"order_id\n1\n"
+    # moto checks a CopyObject against its target only; AWS also wants s3:GetObjectVersion on a
+    # source named by version (and on HeadObject of one): the grant, by moto's own evaluator
+    source = f"arn:aws:s3:::{raw.bucket}/{raw.key}"
+    policy = IAMPolicy(json.dumps(_policy("ValidateTaskRole")))
+    assert policy.is_action_permitted("s3:GetObjectVersion", source) == PermissionResult.PERMITTED
+
+
 def test_transform_reads_the_validation_and_rewrites_the_report_with_its_part(as_role: Any) -> None:
     settings = Settings(lake_root=f"s3://{BUCKET}/lake")
     paths = _paths()
@@ -127,3 +159,72 @@ def test_transform_reads_the_validation_and_rewrites_the_report_with_its_part(as
     # and nothing else under results/: the result JSON stays validate's
     with pytest.raises(StorageError):
         storage.write_text(paths["result"], "{}", settings)
+
+
+def _dynamodb_calls(hook_into: Any) -> list[tuple[str, str, str | None]]:
+    """Record each DynamoDB call botocore sends through ``hook_into`` (a session's events):
+    (operation, table, the partition key's value for an item call)."""
+    calls: list[tuple[str, str, str | None]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        item = params.get("Key") or params.get("Item") or {}
+        key = next((v["S"] for v in item.values() if "S" in v), None)
+        for table in [params["TableName"]] if "TableName" in params else list(params.get("RequestItems", {})):
+            calls.append((model.name, table, key))
+
+    hook_into.register("provide-client-params.dynamodb", record)
+    return calls
+
+
+def _granted(role: str, operation: str, table: str, key: str | None) -> bool:
+    """Whether ``role``'s policy allows the call: its action on its table by moto's evaluator, and
+    an item's partition key within a statement's ``dynamodb:LeadingKeys`` (moto's IAM enforces
+    neither for DynamoDB: it checks other services' calls against no resource, and knows no
+    ``ForAllValues``)."""
+    resource = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
+    for statement in _policy(role)["Statement"]:
+        condition = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+        unconditioned = {k: v for k, v in statement.items() if k != "Condition"}
+        check = IAMPolicyStatement(unconditioned).is_action_permitted(f"dynamodb:{operation}", resource)
+        if check == PermissionResult.PERMITTED and (
+            "dynamodb:LeadingKeys" not in condition or key in condition["dynamodb:LeadingKeys"]
+        ):
+            return True
+    return False
+
+
+def test_the_jobs_dynamodb_calls_are_granted_by_their_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each job's DynamoDB calls as botocore sends them: the lake's lease (validate, transform,
+    maintain) on the lake root the template gives them, and transform's KPI puts and deletes."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "ECOM_DYNAMODB_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        for table in ("LakeLockTable", "OrderKpiTable", "CategoryKpiTable"):
+            properties = RESOURCES[table]["Properties"]
+            boto3.client("dynamodb", region_name=REGION).create_table(
+                TableName=table,
+                AttributeDefinitions=properties["AttributeDefinitions"],
+                KeySchema=properties["KeySchema"],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        session = boto3.session.Session(region_name=REGION)  # the jobs' clients come from it
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+        calls = _dynamodb_calls(session.events)
+        settings = Settings(
+            lake_root=f"s3://{BUCKET}/lake", lake_lock_table="LakeLockTable", aws_region=REGION
+        )
+        made: dict[str, list[tuple[str, str, str | None]]] = {}
+        for job in ("validate", "transform", "maintain"):
+            with lake_lease(settings, job):
+                if job == "transform":
+                    client = dynamodb_client(settings)
+                    batch_write(client, "OrderKpiTable", [{"order_date": "2026-11-22"}], [], ["order_date"])
+                    key = {"category": "toys", "order_date": "2026-11-21"}
+                    batch_write(client, "CategoryKpiTable", [], [key], ["category", "order_date"])
+            made[job], calls[:] = list(calls), []
+    assert {op for ops in made.values() for op, _, _ in ops} >= {"PutItem", "DeleteItem", "BatchWriteItem"}
+    for job, ops in made.items():
+        role = f"{job.capitalize()}TaskRole"
+        refused = [call for call in ops if not _granted(role, *call)]
+        assert refused == [], f"{role} lacks {refused}"

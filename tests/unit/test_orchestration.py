@@ -19,6 +19,7 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from common.io.manifest import resolve_batch
+from common.io.storage import ObjectVersion
 from orchestration import batcher, dispatch, ingest, ops
 from orchestration.config import Config
 from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, RESOURCES, TEMPLATE, create_tables
@@ -357,6 +358,39 @@ def test_dispatch_starts_the_oldest_batch_and_keeps_one_in_flight(
     }
     _complete(aws, first)
     assert d.tick(now=T0 + 400) == second
+
+
+def test_the_manifest_pins_each_file_to_the_version_that_arrived(aws: dict[str, Any], tmp_path: Path) -> None:
+    """S3's event names the object's version: ingestion records it with the ETag, the chunk
+    carries both, and the manifest hands them to the job (which reads that version: see
+    tests/unit/test_pinned_versions.py), in a versioned bucket as the template makes it."""
+    s3 = aws["s3"]
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    keys = ["raw/orders/part-0.csv", "raw/order_items/part-0.csv"]
+    event = s3_event(*keys, at=T0)
+    for record in event["Records"]:
+        put = s3.put_object(Bucket=BUCKET, Key=record["s3"]["object"]["key"], Body=b"id\n1\n")
+        record["s3"]["object"] |= {"eTag": put["ETag"].strip('"'), "versionId": put["VersionId"]}
+    ingest.handler(event, now=T0)
+    ingest.handler(s3_event("raw/products/part-0.csv", etag="p1", at=T0), now=T0)  # unversioned
+    (batch_id,) = batcher.run(aws["ddb"], aws["config"], now=T0 + 200)
+    assert _dispatcher(aws).tick(now=T0 + 300) == batch_id
+    body = s3.get_object(Bucket=BUCKET, Key=f"manifests/{batch_id}.json")["Body"].read()
+    (tmp_path / "m.json").write_bytes(body)
+    batch = resolve_batch(make_settings(manifest=str(tmp_path / "m.json")))
+    expected = {}
+    for record in event["Records"]:
+        obj = record["s3"]["object"]
+        expected[f"s3://{BUCKET}/{obj['key']}"] = ObjectVersion(obj["versionId"], obj["eTag"])
+    expected[f"s3://{BUCKET}/raw/products/part-0.csv"] = ObjectVersion(None, "p1")
+    assert batch.versions == expected
+    # a file put by hand and submitted is pinned the same way
+    put = s3.put_object(Bucket=BUCKET, Key="raw/orders/late.csv", Body=b"id\n2\n")
+    (manual,) = ops.submit(aws["ddb"], s3, aws["config"], [f"s3://{BUCKET}/raw/orders/late.csv"], T0 + 400)
+    (chunk,) = [c for c in chunks(aws) if c["batch_id"] == manual]
+    assert chunk["versions"] == {
+        f"s3://{BUCKET}/raw/orders/late.csv": {"version_id": put["VersionId"], "etag": put["ETag"].strip('"')}
+    }
 
 
 def test_a_batch_stuck_in_processing_after_its_execution_ended_is_marked_failed(aws: dict[str, Any]) -> None:

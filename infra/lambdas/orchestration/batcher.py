@@ -88,6 +88,17 @@ def batch_id_for(group: str, files: list[dict[str, Any]], ordinal: int = 0) -> s
     return f"{moment:%Y%m%dT%H%M%S}{newest % 1000:03d}Z-{ordinal:02d}-{digest}"
 
 
+def file_versions(files: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each file's content as it arrived, by path: its ETag and (versioned bucket) version id, as
+    ingestion recorded them (records older than that field: none)."""
+    versions = {}
+    for f in files:
+        pin = {name: str(f[name]) for name in ("version_id", "etag") if f.get(name)}
+        if pin:
+            versions[f["s3_path"]] = pin
+    return versions
+
+
 def group_is_ready(files: list[dict[str, Any]], config: Config, now: float) -> bool:
     quiet = now >= max(int(f["debounce_deadline"]) for f in files)
     waited_too_long = now - min(int(f["arrival_ts"]) for f in files) >= config.max_wait_seconds
@@ -107,6 +118,7 @@ def create_chunk(
         "batch_id": batch_id,
         "group_key": group,
         "files": [f["s3_path"] for f in files],
+        "versions": file_versions(files),
         "total_bytes": sum(int(f.get("size", 0)) for f in files),
         "status": "pending",
         "attempt": 0,

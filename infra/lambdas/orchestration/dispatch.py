@@ -54,14 +54,20 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
 
 
 def build_manifest(batch: dict[str, Any], config: Config) -> dict[str, Any]:
-    """Split the chunk's paths into datasets by their ``raw/<dataset>/`` prefix."""
+    """Split the chunk's paths into datasets by their ``raw/<dataset>/`` prefix; each file's
+    recorded version (``versions``) pins it to the content that arrived."""
     files: dict[str, list[str]] = {name: [] for name in DATASETS}
     prefix = f"s3://{config.bucket}/{config.raw_prefix}"
     for path in batch["files"]:
         dataset = path[len(prefix) :].split("/", 1)[0] if path.startswith(prefix) else ""
         if dataset in files:
             files[dataset].append(path)
-    return {"batch_id": batch["batch_id"], "files": {k: v for k, v in files.items() if v}}
+    listed = {path for paths in files.values() for path in paths}
+    versions = {path: dict(pin) for path, pin in batch.get("versions", {}).items() if path in listed}
+    manifest: dict[str, Any] = {"batch_id": batch["batch_id"], "files": {k: v for k, v in files.items() if v}}
+    if versions:
+        manifest["versions"] = versions
+    return manifest
 
 
 def execution_input(batch_id: str, config: Config) -> dict[str, Any]:

@@ -6,6 +6,9 @@ a log line; a file under it that names no known dataset (``raw/customers/...``, 
 is not recorded either, but counted: the ``UnknownRawFiles`` metric (an alarm watches it), since it
 is most likely data a person meant the pipeline to read.
 
+A record keeps the object's ETag and, in a versioned bucket, its version id: the batch's manifest
+pins each file to the content that arrived, whatever happens to the key afterwards.
+
 A file's arrival is S3's own ``eventTime`` (one clock for every file, whichever Lambda instance
 or replay records it): batch ids are ordered by it (see ``batcher.batch_id_for``).
 """
@@ -69,11 +72,19 @@ def unknown_raw_file(key: str, config: Config) -> bool:
 
 
 def record_file(
-    table: Any, config: Config, bucket: str, key: str, size: int, etag: str, arrival_ms: int
+    table: Any,
+    config: Config,
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    arrival_ms: int,
+    version_id: str | None = None,
 ) -> bool:
     """Write one ingestion record; False when it was already there (a re-delivered event).
 
-    ``arrival_ms`` is when S3 created the object (its event time), in epoch milliseconds.
+    ``arrival_ms`` is when S3 created the object (its event time), in epoch milliseconds;
+    ``version_id`` the version S3 gave it (None in an unversioned bucket).
     The record carries no TTL until the batcher has put it in a batch (``expires_at``).
     """
     parsed = parse_key(key, config)
@@ -99,7 +110,10 @@ def record_file(
         "debounce_deadline": arrival + config.debounce_seconds,
         "processed": False,
         "pending": group,
+        "etag": etag,
     }
+    if version_id:
+        item["version_id"] = version_id
     try:
         table.put_item(Item=item, ConditionExpression="attribute_not_exists(file_id)")
     except ClientError as exc:
@@ -117,7 +131,8 @@ def record_event(table: Any, config: Config, record: dict[str, Any], now: float)
     key = unquote_plus(obj.get("key", ""))
     etag = obj.get("eTag") or obj.get("sequencer", "")
     bucket = s3.get("bucket", {}).get("name", config.bucket)
-    return record_file(table, config, bucket, key, int(obj.get("size", 0)), etag, event_time_ms(record, now))
+    size, arrival = int(obj.get("size", 0)), event_time_ms(record, now)
+    return record_file(table, config, bucket, key, size, etag, arrival, obj.get("versionId") or None)
 
 
 def handler(event: dict[str, Any], context: Any = None, now: float | None = None) -> dict[str, int]:

@@ -149,7 +149,8 @@ def submit(resource: Any, s3: Any, config: Config, uris: Sequence[str], now: flo
             raise
         etag = head["ETag"].strip('"')
         arrival = int(head["LastModified"].timestamp() * 1000)
-        ingest.record_file(table, config, config.bucket, key, int(head["ContentLength"]), etag, arrival)
+        size, version_id = int(head["ContentLength"]), head.get("VersionId")
+        ingest.record_file(table, config, config.bucket, key, size, etag, arrival, version_id)
         file_id = ingest.file_id_for(key, etag)
         record = table.get_item(Key={"group_key": group, "file_id": file_id}, ConsistentRead=True)["Item"]
         if record.get("processed"):
