@@ -11,6 +11,7 @@ OPS_STAMP := $(OPS_VENV)/.installed
 STACK  ?= ecom-pipeline
 # The state machine's job layout (make deploy): two-tasks, or one-task (jobs.run in one task; README).
 JOB_LAYOUT ?= two-tasks
+PARAMS ?=
 OUT    ?= out
 DEMO   := $(OUT)/demo
 LAKE   := $(OUT)/lake
@@ -177,7 +178,7 @@ lock: ## Re-pin constraints.txt from a fresh resolve of pyproject.toml
 	/tmp/ecom-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/ecom-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
-deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b SECURITY_GROUPS=sg ALERT_EMAIL=you@example.com|none [STACK=ecom-pipeline] [JOB_LAYOUT=one-task]
+deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b SECURITY_GROUPS=sg ALERT_EMAIL=you@example.com|none [STACK=ecom-pipeline] [JOB_LAYOUT=one-task] [PARAMS="Name=value ..."]
 	$(if $(ALERT_EMAIL),,$(error ALERT_EMAIL is needed: the address that gets the pipeline's alerts (ALERT_EMAIL=none to subscribe one to the alert topic later)))
 	@test -n "$(ARTIFACT_BUCKET)" -a -n "$(IMAGE_URI)" -a -n "$(SUBNETS)" -a -n "$(SECURITY_GROUPS)" || \
 	  { echo "usage: make deploy ARTIFACT_BUCKET=<bucket for packaged code> IMAGE_URI=<ecr image> SUBNETS=<id,id> SECURITY_GROUPS=<id> ALERT_EMAIL=<address>|none"; exit 2; }
@@ -188,7 +189,7 @@ deploy: ## Deploy to AWS: make deploy ARTIFACT_BUCKET=b IMAGE_URI=i SUBNETS=a,b 
 	  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides \
 	  ValidateImageUri=$(IMAGE_URI) TransformImageUri=$(IMAGE_URI) \
 	  SubnetIds=$(SUBNETS) SecurityGroupIds=$(SECURITY_GROUPS) AlertEmail=$(filter-out none,$(ALERT_EMAIL)) \
-	  JobLayout=$(JOB_LAYOUT)
+	  JobLayout=$(JOB_LAYOUT) $(PARAMS)
 
 ops: $(OPS_STAMP) ## Operate a deployed stack: make ops CMD="list|show B|rerun B|submit s3://...|drain-dlq --queue-url U" [STACK=...]
 	@test -n "$(CMD)" || { echo 'usage: make ops CMD="list" (or "show <batch>", "rerun <batch>", "submit s3://<bucket>/raw/...", "drain-dlq --queue-url <url>") [STACK=$(STACK)]'; exit 2; }

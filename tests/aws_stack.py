@@ -150,6 +150,9 @@ def create_tables(ddb: Any) -> None:
     )
 
 
+LARGE_BATCH_BYTES = 1_000_000  # the test stacks' LargeBatchBytes
+
+
 def create_stack(
     job_env: dict[str, str],
     retry_interval: int = 1,
@@ -218,6 +221,17 @@ def create_stack(
             "TransformTimeoutSeconds": str(task_timeout),
             "MaxJobAttempts": "3",
             "ExecutionTimeoutSeconds": str(execution_timeout),
+            # the template's defaults, but a small LargeBatchBytes: the tests' batches are bytes
+            "ValidateCpu": "2048",
+            "ValidateMemory": "8192",
+            "ValidateDriverMemory": "6g",
+            "TransformCpu": "2048",
+            "TransformMemory": "8192",
+            "TransformDriverMemory": "6g",
+            "LargeBatchBytes": str(LARGE_BATCH_BYTES),
+            "LargeTaskCpu": "16384",
+            "LargeTaskMemory": "65536",
+            "LargeTaskShufflePartitions": "64",
         }
     )
     arn = sfn.create_state_machine(

@@ -78,6 +78,25 @@ def _pascal(value: Any) -> Any:
     return value
 
 
+# Fargate's task sizes: vCPU units -> (least, most, step) memory in MiB (AWS's table)
+FARGATE_SIZES = {
+    256: (512, 2048, 512),
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+def fargate_size_exists(cpu: int, memory: int) -> bool:
+    if cpu not in FARGATE_SIZES:
+        return False
+    least, most, step = FARGATE_SIZES[cpu]
+    return least <= memory <= most and (memory - least) % step == 0
+
+
 class Fargate:
     """Stand-in for Fargate: runs each submitted task's container command in-process, in order,
     with the environment the container would get (task definition + the state machine's overrides).
@@ -119,7 +138,8 @@ class Fargate:
             env.update({e["name"]: e["value"] for e in override.get("environment", [])})
             command = override.get("command") or container.get("command", [])
             code = self.run_job(command[0], command[1:], env)
-            self.runs.append({"job": command[0], "env": env, "exit_code": code})
+            size = {k: task["overrides"].get(k, definition.get(k)) for k in ("cpu", "memory")}
+            self.runs.append({"job": command[0], "env": env, "exit_code": code, **size})
             self._exit_codes[task_arn] = code
 
     def __enter__(self) -> Fargate:
@@ -139,7 +159,8 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
     never fails the state on a container's exit code, and times a retried task out at once.
     Here moto's own polling loop is kept;
     the call checks what AWS would reject (unknown cluster, task definition, subnet or security
-    group; a launch type other than FARGATE) against moto, hands the task to ``fargate``, and the
+    group; a launch type other than FARGATE; a cpu/memory pair Fargate has no size for) against
+    moto, hands the task to ``fargate``, and the
     completion check fails the state with ``States.TaskFailed`` when the container exited
     non-zero (as moto's own Batch integration does for a failed job).
     """
@@ -157,13 +178,23 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
         parameters = _camel(normalised_parameters)
         assert parameters["launchType"] == "FARGATE", parameters["launchType"]
         [cluster] = ecs.describe_clusters(clusters=[parameters["cluster"]])["clusters"]
-        ecs.describe_task_definition(taskDefinition=parameters["taskDefinition"])
         network = parameters["networkConfiguration"]["awsvpcConfiguration"]
         ec2.describe_subnets(SubnetIds=network["subnets"])
         ec2.describe_security_groups(GroupIds=network["securityGroups"])
         assert network["assignPublicIp"] in {"ENABLED", "DISABLED"}
         # moto reuses the task-token endpoint it interrupted after a failed attempt, so a retried
         # .sync task would time out at once (States.Timeout): give each attempt a fresh endpoint.
+        definition = ecs.describe_task_definition(taskDefinition=parameters["taskDefinition"])[
+            "taskDefinition"
+        ]
+        overrides = parameters["overrides"]
+        size = (
+            int(overrides.get("cpu", definition["cpu"])),
+            int(overrides.get("memory", definition["memory"])),
+        )
+        if not fargate_size_exists(*size):  # "No Fargate configuration exists for given values"
+            fargate.refused.append("ClientException")
+            raise FailureEventException(_api_error(self, env, "ClientException"))
         if fargate.refuse:  # ECS refused the call: the state fails with ECS.<code>, as on AWS
             fargate.refused.append(fargate.refuse.pop(0))
             raise FailureEventException(_api_error(self, env, fargate.refused[-1]))

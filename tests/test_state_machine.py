@@ -107,6 +107,8 @@ def test_a_clean_batch_is_validated_transformed_and_completed(
     assert states_entered(stack.sfn, arn) == [
         "Start",
         "Claim",
+        "SizeTasks",
+        "SmallTasks",
         "Validate",
         "ReadValidationResult",
         "HasPark",  # order_items parks rows: the park's figures become metrics

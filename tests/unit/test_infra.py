@@ -17,6 +17,7 @@ from common.settings import Settings
 from orchestration import batcher, dispatch
 from orchestration.config import Config
 from tests.aws_stack import RESOURCES, TEMPLATE
+from tests.sfn_harness import fargate_size_exists
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
@@ -239,19 +240,30 @@ def test_the_task_execution_role_pulls_only_the_jobs_images_and_writes_their_log
     assert used == {"ValidateLogGroup", "TransformLogGroup", "MaintainLogGroup"}
 
 
-@pytest.mark.parametrize("job", ["validate", "transform"])
-def test_the_state_machine_passes_each_job_what_it_needs(job: str) -> None:
+SIZED = {"ECOM_SPARK_DRIVER_MEMORY", "ECOM_SPARK_SHUFFLE_PARTITIONS"}  # by SizeTasks, for either job
+
+
+@pytest.mark.parametrize(
+    ("job", "command", "names"),
+    [
+        # the validate task runs jobs.validate, or jobs.run (both jobs) in the one-task layout
+        ("Validate", ["${ValidateCommand}"], {"ECOM_BATCH_ID", "ECOM_MANIFEST", "ECOM_RESULT_URI", *SIZED}),
+        ("Transform", ["transform"], {"ECOM_BATCH_ID", "ECOM_VALIDATION_RESULT", *SIZED}),
+    ],
+)
+def test_the_state_machine_passes_each_job_what_it_needs(
+    job: str, command: list[str], names: set[str]
+) -> None:
     definition = json.loads(re.sub(r":\s*\$\{[A-Za-z]+\}", ": 1", ASL))
-    state = definition["States"][job.capitalize()]
+    state = definition["States"][job]
     override = state["Parameters"]["Overrides"]["ContainerOverrides"][0]
-    # the validate task runs jobs.validate, or jobs.run (both jobs) in the one-task layout
-    assert override["Command"] == (["${ValidateCommand}"] if job == "validate" else [job])
-    names = {e["Name"] for e in override["Environment"]}
-    assert names == (
-        {"ECOM_BATCH_ID", "ECOM_MANIFEST", "ECOM_RESULT_URI"}
-        if job == "validate"
-        else {"ECOM_BATCH_ID", "ECOM_VALIDATION_RESULT"}
-    )
+    assert override["Command"] == command
+    assert {e["Name"] for e in override["Environment"]} == names
+    sized = {k: v for k, v in state["Parameters"]["Overrides"].items() if k != "ContainerOverrides"}
+    assert sized == {
+        "Cpu.$": f"$.task_size.{job.lower()}.cpu",
+        "Memory.$": f"$.task_size.{job.lower()}.memory",
+    }
     assert state["Catch"][0]["ResultPath"] == "$.error" and state["TimeoutSeconds"] == 1
 
 
@@ -571,3 +583,17 @@ def test_make_ops_runs_in_a_small_environment_of_what_the_lambdas_import() -> No
         "certifi",
     }
     assert third_party <= boto3_and_its_own, sorted(third_party - boto3_and_its_own)
+
+
+def test_the_template_s_task_sizes_are_sizes_fargate_has() -> None:
+    """Each job's size, and the large batches' size, as the template defaults them: a pair Fargate
+    has no size for is refused by RunTask (ClientException), as the harness refuses it."""
+    parameters = TEMPLATE["Parameters"]
+    for cpu, memory in (
+        ("ValidateCpu", "ValidateMemory"),
+        ("TransformCpu", "TransformMemory"),
+        ("LargeTaskCpu", "LargeTaskMemory"),
+    ):
+        size = (int(parameters[cpu]["Default"]), int(parameters[memory]["Default"]))
+        assert fargate_size_exists(*size), (cpu, memory, size)
+    assert int(parameters["LargeTaskCpu"]["Default"]) > int(parameters["ValidateCpu"]["Default"])

@@ -345,7 +345,8 @@ def test_dispatch_starts_the_oldest_batch_and_keeps_one_in_flight(
     assert started["execution_arn"].endswith(f":{dispatch.execution_name(first)}")
     execution = aws["sfn"].describe_execution(executionArn=started["execution_arn"])
     payload = json.loads(execution["input"])
-    assert payload == dispatch.execution_input(first, aws["config"])
+    assert payload == dispatch.execution_input(first, aws["config"], int(started["total_bytes"]))
+    assert payload["total_bytes"] == 300  # three files of 100 bytes (s3_event's size)
     # the manifest the job will read parses with the job's own loader and splits by dataset
     body = aws["s3"].get_object(Bucket=BUCKET, Key=f"manifests/{first}.json")["Body"].read()
     (tmp_path / "m.json").write_bytes(body)

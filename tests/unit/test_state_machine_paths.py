@@ -20,6 +20,7 @@ from tests.aws_stack import (
     BUCKET,
     CHUNKS_TABLE,
     DATA_QUALITY_FAILED,
+    LARGE_BATCH_BYTES,
     Stack,
     create_stack,
     dispatch_tick,
@@ -91,10 +92,11 @@ def _validated(status: str = "SUCCEEDED", summary: bool = True, code: int = 0, *
     return write
 
 
-def _queue(stack: Stack, batch_id: str) -> None:
+def _queue(stack: Stack, batch_id: str, total_bytes: int = 100) -> None:
     item = {
         "batch_id": batch_id,
         "files": [f"s3://{BUCKET}/raw/orders/x.csv"],
+        "total_bytes": total_bytes,
         "status": "pending",
         "attempt": 0,
     }
@@ -342,6 +344,40 @@ def test_containers_get_exactly_the_settings_the_jobs_read(scripted: tuple[Stack
     assert settings.validation_result == f"s3://{BUCKET}/results/{batch_id}/validate.json"
 
 
+SMALL = ("2048", "8192", "6g", "8")  # the task definitions' size and heap, the default shuffle
+LARGE = ("16384", "65536", "auto", "64")  # LargeTaskCpu/Memory, the heap sized by the task, more shuffle
+
+
+@pytest.mark.parametrize(
+    ("total_bytes", "size"),
+    [(0, SMALL), (LARGE_BATCH_BYTES - 1, SMALL), (LARGE_BATCH_BYTES, LARGE), (50 * LARGE_BATCH_BYTES, LARGE)],
+)
+def test_the_tasks_are_sized_by_the_batch_s_bytes(
+    scripted: tuple[Stack, Fargate, Script], total_bytes: int, size: tuple[str, str, str, str]
+) -> None:
+    """SizeTasks on the real ASL: below LargeBatchBytes both jobs run on the task definitions'
+    size; at it and above on the large size (cpu/memory overrides that Fargate has a size for),
+    with the heap following the task's memory and more shuffle partitions."""
+    stack, fargate, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    batch_id = f"20261122T050000Z-size-{total_bytes}"
+    _queue(stack, batch_id, total_bytes)
+    arn = dispatch_tick(stack)
+    assert wait_for_execution(stack.sfn, arn)["status"] == "SUCCEEDED"
+    got = [
+        (
+            run["cpu"],
+            run["memory"],
+            run["env"]["ECOM_SPARK_DRIVER_MEMORY"],
+            run["env"]["ECOM_SPARK_SHUFFLE_PARTITIONS"],
+        )
+        for run in fargate.runs
+    ]
+    assert [run["job"] for run in fargate.runs] == ["validate", "transform"]
+    assert got == [size, size]
+
+
 @pytest.mark.parametrize("scripted", ["one-task"], indirect=True)
 def test_one_task_layout_completes_a_batch_jobs_run_did_both_for(
     scripted: tuple[Stack, Fargate, Script],
@@ -354,6 +390,8 @@ def test_one_task_layout_completes_a_batch_jobs_run_did_both_for(
     assert states_entered(stack.sfn, arn) == [
         "Start",
         "Claim",
+        "SizeTasks",
+        "SmallTasks",
         "Validate",
         "ReadValidationResult",
         "HasPark",
@@ -494,7 +532,15 @@ def test_a_task_that_times_out_is_retried_like_a_crash(scripted: tuple[Stack, Fa
     arn, execution = _run(stack, batch_id)
     assert execution["status"] == "SUCCEEDED"
     entered = states_entered(stack.sfn, arn)
-    assert entered[:5] == ["Start", "Claim", "Validate", "ValidateTimedOut", "ValidateCanRetry"]
+    assert entered[:7] == [
+        "Start",
+        "Claim",
+        "SizeTasks",
+        "SmallTasks",
+        "Validate",
+        "ValidateTimedOut",
+        "ValidateCanRetry",
+    ]
     assert [(r["job"], r["exit_code"]) for r in fargate.runs] == [("validate", 0)] * 2 + [("transform", 0)]
     assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
 

@@ -70,8 +70,9 @@ def build_manifest(batch: dict[str, Any], config: Config) -> dict[str, Any]:
     return manifest
 
 
-def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
-    """What the state machine receives; it hands these to the containers (see the contract test)."""
+def execution_input(batch_id: str, config: Config, total_bytes: int = 0) -> dict[str, Any]:
+    """What the state machine receives; it hands these to the containers (see the contract test).
+    ``total_bytes`` (the batch's raw bytes, as ingestion recorded them) sizes the tasks."""
     manifest_key = f"{config.manifest_prefix}{batch_id}.json"
     results = f"{config.results_prefix}{batch_id}/"  # the job writes its result, summary and report here
     result_key = f"{results}validate.json"
@@ -85,6 +86,7 @@ def execution_input(batch_id: str, config: Config) -> dict[str, Any]:
         "summary_key": f"{results}validate.summary.json",
         # the batch's HTML report, beside the result (named in alerts)
         "report_uri": f"s3://{config.bucket}/{results}report.html",
+        "total_bytes": total_bytes,
     }
 
 
@@ -243,15 +245,17 @@ class Dispatcher:
             started_at=started,
             attempt=attempt,
         ):
-            self._launch(batch_id, name)
+            self._launch(batch, name)
 
-    def _launch(self, batch_id: str, name: str) -> None:
+    def _launch(self, batch: dict[str, Any], name: str) -> None:
         """Start the recorded execution (a second start of the same name is a no-op)."""
+        batch_id = batch["batch_id"]
+        payload = execution_input(batch_id, self.config, int(batch.get("total_bytes", 0)))
         try:
             arn = self.sfn.start_execution(
                 stateMachineArn=self.config.state_machine_arn,
                 name=name,
-                input=json.dumps(execution_input(batch_id, self.config)),
+                input=json.dumps(payload),
             )["executionArn"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
@@ -294,7 +298,7 @@ class Dispatcher:
             if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
                 raise
             if locked:  # a crash between recording the attempt and starting it: start it now
-                self._launch(batch_id, arn.rsplit(":", 1)[-1])
+                self._launch(batch, arn.rsplit(":", 1)[-1])
                 return False
             status = "NEVER_STARTED"
         if status in {"RUNNING", "PENDING_REDRIVE"}:
