@@ -86,7 +86,10 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         failure_code = EXIT_CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("transform of batch %s failed", batch_id)
-        result.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+        # as validate: our own errors say what went wrong without quoting data; any other
+        # exception's text could quote it, so the result (and the alert) names its type only
+        detail = f": {exc}" if isinstance(exc, PipelineError) else " (see the job log)"
+        result.errors.append(f"internal error: {type(exc).__name__}{detail}")
     finally:
         result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         result.duration_seconds = round(time.monotonic() - clock, 3)

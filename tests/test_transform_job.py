@@ -70,6 +70,26 @@ def test_refuses_a_failed_batch(
     assert not (lake / "kpi").exists()
 
 
+def test_an_unexpected_failure_names_its_type_but_never_its_text(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception from outside the project (Spark's, a library's) may quote row values: the
+    result (which alerts read) names its type and points at the log, as validate's does."""
+    generate_batch(tmp_path / "in", GeneratorConfig(items=40, seed=5, defect_rate=0), batch_id="t-err")
+    lake = tmp_path / "lake"
+    code, _ = run_validate(spark, lake, "--manifest", str(tmp_path / "in" / "manifest.json"))
+    assert code == 0
+
+    def fails(*_: Any) -> None:
+        raise ValueError("cannot parse 'jane.doe@example.com' in row 7")
+
+    monkeypatch.setattr(transform, "run_transform", fails)
+    assert run_transform(spark, lake, "--batch-id", "t-err") == 1
+    result = json.loads((lake / "_results" / "t-err" / "transform.json").read_text())
+    assert result["status"] == "ERROR"
+    assert result["errors"] == ["internal error: ValueError (see the job log)"]
+
+
 def _manifest(path: Path, batch_id: str, files: dict[str, list[str]]) -> str:
     path.write_text(json.dumps({"batch_id": batch_id, "files": files}))
     return str(path)
