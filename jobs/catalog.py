@@ -20,10 +20,9 @@ from common.io.lake import Lake
 from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.catalog import DEFAULT_DATABASE, lake_tables, register, render_ddl
+from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("jobs.catalog")
-
-EXIT_OK, EXIT_GLUE, EXIT_CONFIG = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,20 +44,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigurationError("--register needs --glue-database (or ECOM_GLUE_DATABASE)")
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     configure_logging(settings.log_format, settings.log_level)
     found = lake_tables(Lake(settings.lake_root), contracts)
     if args.ddl:
         print(render_ddl(found, settings.glue_database or DEFAULT_DATABASE, args.dialect), end="")
-        return EXIT_OK
+        return ExitCode.OK
     try:
         done = register(settings, found)
     except CatalogError as exc:
         log.error("%s", exc)
-        return EXIT_GLUE
+        return ExitCode.FAILED
     for name, what in done.items():
         print(f"{settings.glue_database}.{name}: {what}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.maintain_lake import run_maintenance
 from common.usecases.report import format_maintenance
+from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("jobs.maintain")
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
@@ -38,7 +37,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         contracts = load_contracts(Path(settings.contracts_dir) if settings.contracts_dir else None)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     configure_logging(settings.log_format, settings.log_level)
     session = spark
     try:
@@ -46,15 +45,15 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         outcome = run_maintenance(session, settings, contracts, dt.datetime.now(dt.UTC))
     except ConfigurationError as exc:  # e.g. the pinned jars are missing: says what to run
         log.error("%s", exc)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except PipelineError as exc:
         log.error("maintenance of %s stopped: %s", settings.lake_root, exc)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     finally:
         if spark is None and session is not None:
             stop_spark(session)
     print(format_maintenance(outcome))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

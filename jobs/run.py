@@ -25,10 +25,9 @@ from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from jobs import transform, validate
+from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("jobs.run")
-
-EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_BATCH_FAILED = 0, 1, 2, 4
 
 
 def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
@@ -38,7 +37,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         settings = load_settings(args, prog="python -m jobs.run")
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     configure_logging(settings.log_format, settings.log_level)
     try:
         batch = resolve_batch(settings)
@@ -49,20 +48,20 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         )
     except ConfigurationError as exc:  # incl. an unreadable manifest: validate would say the same
         log.error("%s", exc)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     try:
         code = validate.main(args, spark=session)
-        if code != validate.EXIT_OK:
+        if code != ExitCode.OK:
             return code
         result_uri = settings.result_uri or Lake(settings.lake_root).result(batch_id, "validate")
         try:
             status = read_result(result_uri, settings).status
         except PipelineError as exc:
             log.error("cannot read the validation result %s: %s", result_uri, exc)
-            return EXIT_INTERNAL
+            return ExitCode.FAILED
         if status is not BatchStatus.SUCCEEDED:
             log.error("batch %s %s validation: not transformed (see %s)", batch_id, status.value, result_uri)
-            return EXIT_BATCH_FAILED
+            return ExitCode.BATCH_FAILED
         more = ["--batch-id", batch_id, "--validation-result", result_uri]
         return transform.main([*args, *more], spark=session)
     finally:

@@ -23,10 +23,9 @@ from common.settings import load_settings
 from common.usecases.report import format_transform
 from common.usecases.reporting import publish_transform
 from common.usecases.transform_batch import run_transform
+from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("jobs.transform")
-
-EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_NOT_VALIDATED = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
@@ -35,11 +34,11 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         settings = load_settings(sys.argv[1:] if argv is None else argv, prog="python -m jobs.transform")
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     configure_logging(settings.log_format, settings.log_level)
     if not settings.batch_id:
         log.error("no batch id: pass --batch-id (ECOM_BATCH_ID)")
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     batch_id = settings.batch_id
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
@@ -59,17 +58,17 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
             )
     except ResultNotUsableError as exc:
         log.error("refusing to transform: %s", exc)
-        return EXIT_NOT_VALIDATED
+        return ExitCode.NOT_VALIDATED
     except PipelineError as exc:
         log.error("cannot read the validation result: %s", exc)
-        return EXIT_INTERNAL
+        return ExitCode.FAILED
     result_uri = lake.result(batch_id, "transform")
     result = TransformResult(
         batch_id=batch_id, status=BatchStatus.ERROR, started_at=started.isoformat(timespec="seconds")
     )
     session = spark
     outcome = None
-    failure_code = EXIT_INTERNAL
+    failure_code = ExitCode.FAILED
     try:
         rows = sum(d.rows_read for d in validation.datasets.values())
         session = session or build_spark(settings, "ecom-transform", BatchSize(rows_read=rows))
@@ -83,7 +82,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     except ConfigurationError as exc:  # e.g. the pinned jars are missing: says what to run
         log.error("%s", exc)
         result.errors.append(str(exc))
-        failure_code = EXIT_CONFIG
+        failure_code = ExitCode.CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("transform of batch %s failed", batch_id)
         # as validate: our own errors say what went wrong without quoting data; any other
@@ -111,7 +110,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         print(format_transform(result, {o.table: o.data for o in outcome.outputs}))
     if report:
         print(f"Report: {report}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

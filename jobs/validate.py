@@ -28,10 +28,9 @@ from common.settings import Settings, load_settings
 from common.usecases.report import format_validation
 from common.usecases.reporting import publish_validation
 from common.usecases.validate_batch import checked_bytes, inspect_batch, run_validation
+from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("jobs.validate")
-
-EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG = 0, 1, 2
 
 
 def _now() -> str:
@@ -56,7 +55,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         settings = load_settings(sys.argv[1:] if argv is None else argv, prog="python -m jobs.validate")
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     configure_logging(settings.log_format, settings.log_level)
     started, clock = _now(), time.monotonic()
     result: ValidationResult | None = None
@@ -70,7 +69,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     except ConfigurationError as exc:
         log.error("%s", exc)
         _write_error(result, result_uri, settings, str(exc))
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     result_uri = settings.result_uri or Lake(settings.lake_root).result(batch.batch_id, "validate")
     processing_date = settings.processing_date or dt.datetime.now(dt.UTC).date()
     result = ValidationResult(
@@ -98,14 +97,14 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     except ConfigurationError as exc:  # e.g. the pinned jars are missing: says what to run
         log.error("%s", exc)
         _write_error(result, result_uri, settings, str(exc))
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("validation of batch %s failed", batch.batch_id)
         # our own errors' messages say what went wrong without quoting data; any other exception's
         # text could quote it: it goes to the log, and the result names its type only
         detail = f": {exc}" if isinstance(exc, PipelineError) else " (see the job log)"
         _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}{detail}")
-        return EXIT_INTERNAL
+        return ExitCode.FAILED
     finally:
         if spark is None and session is not None:  # only a session this call built
             stop_spark(session)
@@ -113,7 +112,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     if report:
         print(f"Report: {report}")
     log.info("batch %s: %s; result written to %s", batch.batch_id, result.status.value, result_uri)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

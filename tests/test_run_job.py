@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
 from jobs import run
+from jobs.exit_codes import ExitCode
 from tests.helpers import delta_rows
 
 SPARK = ["--spark-master", "local[2]", "--spark-shuffle-partitions", "2"]
@@ -18,7 +19,7 @@ def test_one_process_validates_and_transforms_a_batch(spark: SparkSession, tmp_p
     truth = generate_batch(tmp_path / "in", GeneratorConfig(items=1200, parts=2, seed=5), batch_id="one-1")
     lake = tmp_path / "lake"
     argv = ["--manifest", str(tmp_path / "in" / "manifest.json"), "--lake-root", str(lake), *SPARK]
-    assert run.main(argv, spark=spark) == run.EXIT_OK
+    assert run.main(argv, spark=spark) == ExitCode.OK
     validated = json.loads((lake / "_results" / "one-1" / "validate.json").read_text())
     transformed = json.loads((lake / "_results" / "one-1" / "transform.json").read_text())
     assert validated["status"] == transformed["status"] == "SUCCEEDED"
@@ -35,7 +36,7 @@ def test_a_failed_batch_is_exit_4_and_not_transformed(spark: SparkSession, tmp_p
     generate_batch(tmp_path / "in", GeneratorConfig(items=600, parts=1, seed=6), batch_id="one-2")
     lake = tmp_path / "lake"
     argv = ["--manifest", str(tmp_path / "in" / "manifest.json"), "--lake-root", str(lake), *SPARK]
-    assert run.main([*argv, "--quarantine-threshold", "0"], spark=spark) == run.EXIT_BATCH_FAILED
+    assert run.main([*argv, "--quarantine-threshold", "0"], spark=spark) == ExitCode.BATCH_FAILED
     assert json.loads((lake / "_results" / "one-2" / "validate.json").read_text())["status"] == "FAILED"
     assert not (lake / "_results" / "one-2" / "transform.json").exists()
     assert not (lake / "kpi").exists()
@@ -43,4 +44,4 @@ def test_a_failed_batch_is_exit_4_and_not_transformed(spark: SparkSession, tmp_p
 
 def test_an_unreadable_manifest_is_exit_2(spark: SparkSession, tmp_path: Path) -> None:
     argv = ["--manifest", str(tmp_path / "missing.json"), "--lake-root", str(tmp_path / "lake"), *SPARK]
-    assert run.main(argv, spark=spark) == run.EXIT_CONFIG
+    assert run.main(argv, spark=spark) == ExitCode.CONFIG

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from common.contracts import load_contracts
 from common.generator import GeneratorConfig, generate_batch
 from common.usecases.validate_batch import waves
+from jobs.exit_codes import ExitCode
 from tests.conftest import write_csv
 from tests.helpers import add_channel, assert_accounted, delta_rows, edited_contracts, run_validate
 
@@ -620,5 +621,5 @@ def test_each_raw_file_is_looked_at_once_before_spark_reads_it(
     monkeypatch.setattr(spark, "stop", lambda: None)
     manifest = str(tmp_path / "in" / "manifest.json")
     argv = ["--lake-root", str(tmp_path / "lake"), "--manifest", manifest, "--quarantine-threshold", "0.5"]
-    assert validate.main(argv) == validate.EXIT_OK
+    assert validate.main(argv) == ExitCode.OK
     assert len(raw) >= 3 and {uri: looks[uri] for uri in raw} == dict.fromkeys(raw, 1)

@@ -23,6 +23,7 @@ from common.io.spark import (
     pinned_jars,
 )
 from common.settings import Settings
+from jobs.exit_codes import ExitCode
 
 
 def test_missing_jars_stop_the_job_with_the_command_to_run(tmp_path: Path) -> None:
@@ -189,8 +190,8 @@ def test_each_job_sizes_its_batch_before_the_jvm_starts(
         "--orders",
         str(files[1]),
     ]
-    assert validate.main(args) == validate.EXIT_CONFIG
-    assert run.main(args) == run.EXIT_CONFIG
+    assert validate.main(args) == ExitCode.CONFIG
+    assert run.main(args) == ExitCode.CONFIG
     # validate sizes the files its header checks can use (no second look at each file); jobs.run,
     # before validate runs inside it, every listed file
     assert chosen == [("ecom-validate", BatchSize(input_bytes=121)), ("ecom-run", BatchSize(input_bytes=133))]
@@ -201,5 +202,5 @@ def test_each_job_sizes_its_batch_before_the_jvm_starts(
         datasets={"orders": DatasetResult(rows_read=300), "order_items": DatasetResult(rows_read=700)},
     )
     write_result(validation, Lake(str(lake)).result("b1", "validate"), Settings())
-    assert transform.main(["--batch-id", "b1", "--lake-root", str(lake)]) == transform.EXIT_CONFIG
+    assert transform.main(["--batch-id", "b1", "--lake-root", str(lake)]) == ExitCode.CONFIG
     assert chosen[-1] == ("ecom-transform", BatchSize(rows_read=1000))
