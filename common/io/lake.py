@@ -26,9 +26,6 @@ class Lake:
     def kpi(self, table: str) -> str:
         return join_uri(self.root, "kpi", table)
 
-    def baseline(self, dataset: str) -> str:
-        return join_uri(self.root, "baseline", dataset)
-
     def result(self, batch_id: str, job: str) -> str:
         return join_uri(self.root, "_results", batch_id, f"{job}.json")
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # 1.1 added the park (rows_parked, parked_counts, park, notices); 1.2 files' version_id, read_from
 SCHEMA_VERSION = "1.2"
+SAMPLE_PER_RULE = 20  # quarantined rows a validation keeps per failing rule, for its report
 SUMMARY_MAX_ERRORS = 10  # the summary the state machine reads stays small (its payload limit)
 SUMMARY_MAX_CHARS = 400
 

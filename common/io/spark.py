@@ -54,20 +54,15 @@ def pinned_jars(jars_dir: str) -> list[Path]:
 
 
 # The throughput collector rather than G1: no concurrent marking threads competing with two
-# task threads and the planning driver on a few cores. Measured on the 2-core machine (27k-item
-# batch, validate + transform in one process: 46.1 and 45.8 s with G1, 42.4 and 41.5 s with it;
-# 1M items, validate: 56.2 s -> 54.0 s). Left out when the user's options name a collector.
+# task threads and the planning driver on a few cores (measured: docs/development.md). Left out
+# when the user's options name a collector.
 COLLECTOR = "-XX:+UseParallelGC"
 
 # The client compiler only, for small batches (ECOM_SPARK_JIT). A small batch's run is mostly the
-# driver planning queries on a cold JVM, and the tiered JIT's optimising compiler then competes
-# with the job for the 2 cores: 27k items, one process, 38.7 s of compile time and 33.6 s wall,
-# against 6.0 s and 28.9 s with this. On large batches its code runs the rows slower: validate at
-# 1M items (126 MB) 41.5 -> 49.1 s, but 23.7 -> 19.1 s at 27k and 29.3 -> 24.9 s at 200k (25 MB),
-# even at 400k (50 MB: 30.4 -> 29.3 s); transform 26.2 -> 21.5 s at 1M items (1.5M rows read),
-# 32.5 -> 36.3 s at 2.5M (3.8M rows), 47.5 -> 60.1 s at 5M (each: two runs, this machine).
-# With C1 alone the JVM reserves only a 48 MB code cache, which one run filled ("Out of space in
-# CodeCache for adapters"): 256 MB.
+# driver planning queries on a cold JVM, where the tiered JIT's optimising compiler competes with
+# the job for the cores; on large batches C1's code runs the rows slower, hence the bounds below
+# (measured: docs/development.md). With C1 alone the JVM reserves only a 48 MB code cache, which
+# one run filled ("Out of space in CodeCache for adapters"): 256 MB.
 QUICK_JIT = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=256m")
 QUICK_JIT_MAX_BYTES = 50 * 1024 * 1024  # raw input of a batch validate calls small
 QUICK_JIT_MAX_ROWS = 2_000_000  # rows read (all datasets) of a batch transform calls small

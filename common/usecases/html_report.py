@@ -21,9 +21,8 @@ from markupsafe import Markup
 from pygal.style import Style
 
 from common.errors import shorten
-from common.io.results import TransformResult, ValidationResult
+from common.io.results import SAMPLE_PER_RULE, TransformResult, ValidationResult
 
-SAMPLE_PER_RULE = 20  # quarantined rows shown per failing rule
 CHART_DATES = 31  # the KPI charts show the latest touched dates, up to this many
 MAX_CELL = 120  # characters of one value shown in a sample row
 

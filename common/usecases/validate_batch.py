@@ -41,6 +41,7 @@ from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.io.manifest import Batch, changed_since_pinned
 from common.io.results import (
+    SAMPLE_PER_RULE,
     BatchStatus,
     DatasetResult,
     DatasetStatus,
@@ -50,7 +51,6 @@ from common.io.results import (
 )
 from common.io.spark import broadcast_if_small, broadcast_only_when_hinted
 from common.usecases import catalog
-from common.usecases.html_report import SAMPLE_PER_RULE
 from common.usecases.side_by_side import run_side_by_side
 
 if TYPE_CHECKING:

@@ -18,9 +18,11 @@ import pytest
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
+from common.contracts import DATASETS
 from common.io.manifest import resolve_batch
 from common.io.storage import ObjectVersion
 from orchestration import batcher, dispatch, ingest, ops
+from orchestration import config as config_module
 from orchestration.config import Config
 from tests.aws_stack import BUCKET, CHUNKS_TABLE, INGESTION_TABLE, RESOURCES, TEMPLATE, create_tables
 from tests.conftest import make_settings
@@ -123,6 +125,12 @@ def test_ingestion_records_a_file_once_even_when_the_event_is_redelivered(aws: d
     first = items[1]
     assert first["arrival_ts"] == int(T0) and first["debounce_deadline"] == int(T0) + 120
     assert first["processed"] is False and first["pending"] == "2026-11-22"
+
+
+def test_the_lambdas_know_the_datasets_the_jobs_validate() -> None:
+    """The Lambdas ship without common/: their dataset list is a copy, held equal here (a dataset
+    added to the contracts only would have its files dropped at ingestion)."""
+    assert config_module.DATASETS == DATASETS
 
 
 def test_ingestion_ignores_keys_outside_raw_or_of_unknown_datasets(
