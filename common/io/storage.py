@@ -241,7 +241,8 @@ def current_version(uri: str, settings: Settings) -> ObjectVersion | None:
     except BotoCoreError as exc:
         raise StorageError(f"cannot check {uri}: {exc}") from exc
     etag = str(head.get("ETag") or "").strip('"') or None
-    return ObjectVersion(head.get("VersionId") or None, etag)
+    version = head.get("VersionId")  # "null": a bucket whose versioning is suspended (or was off)
+    return ObjectVersion(version if version and version != "null" else None, etag)
 
 
 def copy_version(uri: str, version_id: str, target: str, settings: Settings) -> None:

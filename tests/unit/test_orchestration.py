@@ -369,6 +369,16 @@ def test_dispatch_starts_the_oldest_batch_and_keeps_one_in_flight(
     assert d.tick(now=T0 + 400) == second
 
 
+def test_a_null_version_is_no_version(aws: dict[str, Any]) -> None:
+    """S3 names an object of a bucket whose versioning is suspended version "null", and a new
+    upload replaces it: no version of what arrived is kept, so none is recorded (the ETag is)."""
+    event = s3_event("raw/orders/part-0.csv", etag="e1")
+    event["Records"][0]["s3"]["object"]["versionId"] = "null"
+    ingest.handler(event, now=T0)
+    (record,) = records(aws)
+    assert record["etag"] == "e1" and "version_id" not in record
+
+
 def test_the_manifest_pins_each_file_to_the_version_that_arrived(aws: dict[str, Any], tmp_path: Path) -> None:
     """S3's event names the object's version: ingestion records it with the ETag, the chunk
     carries both, and the manifest hands them to the job (which reads that version: see

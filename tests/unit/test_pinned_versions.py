@@ -127,3 +127,15 @@ def test_a_manifest_may_pin_only_the_s3_objects_it_lists(tmp_path: Path) -> None
     del versions[f"s3://{BUCKET}/raw/orders/other.csv"]
     manifest.write_text(json.dumps({"batch_id": "b-1", "files": {"orders": [URI]}, "versions": versions}))
     assert resolve_batch(make_settings(manifest=str(manifest))).versions == {URI: ObjectVersion("v1", "e1")}
+
+
+def test_an_object_of_a_suspended_bucket_is_compared_by_its_etag(s3: Any) -> None:
+    """Versioning suspended: each new upload replaces the object's only version (S3's "null"
+    version, which ingestion does not record): a changed object is unreadable, not read as its
+    replacement."""
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+    put = s3.put_object(Bucket=BUCKET, Key="raw/orders/part-0.csv", Body=FIRST)
+    recorded = ObjectVersion(None, put["ETag"].strip('"'))  # what ingestion records of "null"
+    assert storage.current_version(URI, make_settings()) == recorded
+    _overwrite(s3)
+    assert _pinned(recorded).unreadable[URI].startswith("changed since it arrived (ETag ")

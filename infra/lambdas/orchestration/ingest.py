@@ -112,7 +112,7 @@ def record_file(
         "pending": group,
         "etag": etag,
     }
-    if version_id:
+    if version_id and version_id != "null":  # "null": the bucket's versioning is suspended or off
         item["version_id"] = version_id
     try:
         table.put_item(Item=item, ConditionExpression="attribute_not_exists(file_id)")
