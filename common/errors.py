@@ -12,6 +12,14 @@ class PipelineError(Exception):
     """Base class for every error this project raises on purpose."""
 
 
+def internal_error(exc: BaseException) -> str:
+    """A job's failure as its result (and so an alert) says it: our own errors' messages say what
+    went wrong without quoting data; any other exception's text could quote it, so it is named by
+    its type only (the text goes to the job's log)."""
+    detail = f": {exc}" if isinstance(exc, PipelineError) else " (see the job log)"
+    return f"internal error: {type(exc).__name__}{detail}"
+
+
 class ConfigurationError(PipelineError):
     """Settings or command-line arguments are missing or inconsistent (exit code 2)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from common.errors import ConfigurationError, PipelineError, ResultNotUsableError
+from common.errors import ConfigurationError, PipelineError, ResultNotUsableError, internal_error
 from common.io.lake import Lake
 from common.io.results import BatchStatus, TransformResult, read_result, write_result
 from common.io.spark import BatchSize, build_spark, stop_spark
@@ -85,10 +85,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         failure_code = ExitCode.CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("transform of batch %s failed", batch_id)
-        # as validate: our own errors say what went wrong without quoting data; any other
-        # exception's text could quote it, so the result (and the alert) names its type only
-        detail = f": {exc}" if isinstance(exc, PipelineError) else " (see the job log)"
-        result.errors.append(f"internal error: {type(exc).__name__}{detail}")
+        result.errors.append(internal_error(exc))
     finally:
         result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         result.duration_seconds = round(time.monotonic() - clock, 3)

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from common.contracts import load_contracts
-from common.errors import ConfigurationError, PipelineError
+from common.errors import ConfigurationError, PipelineError, internal_error
 from common.io.lake import Lake
 from common.io.manifest import pin_versions, resolve_batch
 from common.io.results import BatchStatus, ValidationResult, write_result
@@ -100,10 +100,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         return ExitCode.CONFIG
     except Exception as exc:  # the entrypoint turns any failure into a logged error + exit 1
         log.exception("validation of batch %s failed", batch.batch_id)
-        # our own errors' messages say what went wrong without quoting data; any other exception's
-        # text could quote it: it goes to the log, and the result names its type only
-        detail = f": {exc}" if isinstance(exc, PipelineError) else " (see the job log)"
-        _write_error(result, result_uri, settings, f"internal error: {type(exc).__name__}{detail}")
+        _write_error(result, result_uri, settings, internal_error(exc))
         return ExitCode.FAILED
     finally:
         if spark is None and session is not None:  # only a session this call built

@@ -53,10 +53,6 @@ class Batch:
     read_from: dict[str, str] = field(default_factory=dict)  # URI -> the copy of that version read
     unreadable: dict[str, str] = field(default_factory=dict)  # URI -> why its version cannot be read
 
-    def source(self, uri: str) -> str:
-        """Where the batch reads ``uri``'s content: the object itself, or a copy of its version."""
-        return self.read_from.get(uri, uri)
-
 
 def input_bytes(batch: Batch, settings: Settings) -> int:
     """The batch's raw input in bytes (a missing file counts 0: validating it says so)."""

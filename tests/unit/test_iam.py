@@ -138,7 +138,7 @@ def test_validate_reads_the_version_of_a_raw_file_that_arrived_after_it_changed(
     as_role("ValidateTaskRole")
     batch = Batch("b-1", {"orders": [_paths()["raw"]]}, {_paths()["raw"]: recorded})
     pinned = pin_versions(batch, partial(Lake(settings.lake_root).pinned, "b-1"), settings)
-    assert storage.read_head(pinned.source(_paths()["raw"]), 64, settings)[0] == b"order_id\n1\n"
+    assert storage.read_head(pinned.read_from[_paths()["raw"]], 64, settings)[0] == b"order_id\n1\n"
     # moto checks a CopyObject against its target only; AWS also wants s3:GetObjectVersion on a
     # source named by version (and on HeadObject of one): the grant, by moto's own evaluator
     source = f"arn:aws:s3:::{raw.bucket}/{raw.key}"

@@ -60,7 +60,7 @@ def _content(uri: str) -> bytes:
 def test_an_object_still_as_it_arrived_is_read_in_place(s3: Any) -> None:
     batch = _pinned(_arrive(s3))
     assert (batch.read_from, batch.unreadable) == ({}, {})
-    assert batch.source(URI) == URI
+    assert URI not in batch.read_from  # read in place
     assert changed_since_pinned(batch, make_settings()) == {}
 
 
@@ -69,19 +69,19 @@ def test_an_overwritten_object_is_read_from_a_copy_of_its_recorded_version(s3: A
     _overwrite(s3)
     batch = _pinned(recorded)
     copy = f"{LAKE}/_pinned/b-1/{BUCKET}/raw/orders/part-0.csv"
-    assert batch.read_from == {URI: copy} and batch.source(URI) == copy
+    assert batch.read_from == {URI: copy}
     assert _content(copy) == FIRST and _content(URI) == SECOND
     # the copy is not "changed while read": the check looks at objects read in place only
     assert changed_since_pinned(batch, make_settings()) == {}
     # a re-run reads the same bytes, however often the key changed since
     s3.put_object(Bucket=BUCKET, Key="raw/orders/part-0.csv", Body=b"order_id\n9\n")
-    assert _content(_pinned(recorded).source(URI)) == FIRST
+    assert _content(_pinned(recorded).read_from[URI]) == FIRST
 
 
 def test_a_deleted_object_is_read_from_its_recorded_version(s3: Any) -> None:
     recorded = _arrive(s3)
     s3.delete_object(Bucket=BUCKET, Key="raw/orders/part-0.csv")  # a delete marker, in a versioned bucket
-    assert _content(_pinned(recorded).source(URI)) == FIRST
+    assert _content(_pinned(recorded).read_from[URI]) == FIRST
 
 
 def test_a_changed_object_whose_version_is_gone_is_unreadable(s3: Any) -> None:
