@@ -253,7 +253,7 @@ def run_lake_growth(
         return built[items]
 
     def check(lake: Path, rows: dict[str, int]) -> None:
-        _check_lake(lake, "day", rows)
+        _check_lake(lake, growth.DAY_BATCH_ID, rows)
 
     try:
         results = growth.run_growth(histories, runs, out, log_dir, timed, history, check)

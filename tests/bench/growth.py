@@ -24,8 +24,11 @@ from common.generator import GeneratorConfig, generate_batch
 HISTORIES = (0, 1_000_000, 5_000_000)
 LARGEST = 20_000_000  # --with-10m adds it
 DAY_ITEMS = 27_000
-DAY_BATCH_ID = "day"
-HISTORY_BATCH_ID = "history"
+# Batch ids in the batcher's form (newest arrival first, so they sort in arrival order): the later
+# batch wins a key, so the history must sort before the park, and the park before the day.
+HISTORY_BATCH_ID = "20260101T000000000Z-00-history"
+PARK_BATCH_ID = "20260102T000000000Z-00-park"
+DAY_BATCH_ID = "20260103T000000000Z-00-day"
 DAY_FIRST_ID = 50_000_001  # past every history id: the day's own rows are all new
 ORDER_CORRECTIONS = 2_000
 PRODUCT_CORRECTIONS = 500
@@ -33,7 +36,6 @@ DAY_PRODUCTS = 500
 # The park row: the same day's batch into the first non-empty history, with this many order items
 # already parked (their orders never came: all of them are re-checked, and keep waiting).
 PARK_ITEMS = 100_000
-PARK_BATCH_ID = "park"
 PARK_FIRST_ID = 90_000_001  # past the day's ids too
 # Corrections pick ids below these: held by every history of 1M items or more (1M items: ~400k
 # orders, 100k products), so they are updates there and inserts into the empty lake.
@@ -73,7 +75,8 @@ def day_config() -> GeneratorConfig:
 
 
 def _generated(data: Path, config: GeneratorConfig, batch_id: str) -> dict[str, Any]:
-    if not (data / "ground_truth.json").exists():
+    truth = data / "ground_truth.json"
+    if not truth.exists() or json.loads(truth.read_text()).get("batch_id") != batch_id:
         shutil.rmtree(data, ignore_errors=True)
         generate_batch(data, config, batch_id=batch_id)
     return dict(json.loads((data / "ground_truth.json").read_text()))
@@ -98,6 +101,25 @@ def expected_rows(history: dict[str, Any] | None, day: dict[str, Any], day_data:
             replaced = sum(1 for key in _corrected_ids(day_data, name) if key <= before)
         out[name] = before + truth["rows_valid"] - replaced
     return out
+
+
+def expected_updates(history: dict[str, Any] | None, day_data: Path) -> dict[str, int]:
+    """Rows the day's corrections update in orders and products: every corrected id the history
+    holds (a correction is a new version, from a later batch, of a clean row). A run in which they
+    changed nothing would time a batch that is cheaper than the one described."""
+    out = {}
+    for name in ("orders", "products"):
+        before = history["datasets"][name]["rows_valid"] if history else 0
+        out[name] = sum(1 for key in _corrected_ids(day_data, name) if key <= before)
+    return out
+
+
+def check_updates(lake: Path, history: dict[str, Any] | None, day_data: Path) -> None:
+    """The day's validate updated exactly the corrected rows (Delta's MERGE metrics in its result)."""
+    result = json.loads((lake / "_results" / DAY_BATCH_ID / "validate.json").read_text())
+    for name, expected in expected_updates(history, day_data).items():
+        table = result["datasets"][name]["validated_table"]
+        assert table["rows_updated"] == expected, (name, table, expected)
 
 
 def run_growth(
@@ -133,6 +155,7 @@ def run_growth(
                 getattr(result, job).append(measured.seconds)
                 result.peak_rss_mb = max(result.peak_rss_mb, measured.peak_rss_mb)
             check(lake, expected_rows(history_truth, day, day_data))
+            check_updates(lake, history_truth, day_data)
             shutil.rmtree(lake, ignore_errors=True)
         results.append(result)
     return results
@@ -199,6 +222,7 @@ def run_park(
         expected = expected_rows(history_truth, day, day_data)
         expected["products"] += _park_products(park)  # the park's batch published its products
         check(lake, expected)
+        check_updates(lake, history_truth, day_data)
         validated = json.loads((lake / "_results" / DAY_BATCH_ID / "validate.json").read_text())
         parked = validated["datasets"]["order_items"]["park"]
         assert (parked["rows_checked"], parked["rows_released"]) == (park_items, 0), parked
