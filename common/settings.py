@@ -121,6 +121,14 @@ class Settings(BaseSettings):
             "(without it the run is refused, exit 2; an added column never needs it)."
         ),
     )
+    deletion_vectors: bool = Field(
+        default=True,
+        description=(
+            "Validated tables record updated rows in deletion vectors instead of rewriting whole files "
+            "(Delta reader 3 / writer 7). Set false before the first run for readers without deletion "
+            "vector support; a table that has them keeps them."
+        ),
+    )
     csv_multiline: bool = Field(
         default=False, description="Allow quoted fields spanning lines (slower: one task per file)."
     )

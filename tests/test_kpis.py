@@ -48,12 +48,12 @@ def test_order_daily_matches_hand_computed_values(spark: SparkSession) -> None:
     expected = spark.createDataFrame(
         [
             # 3 orders; 10+5.25+20+3.33; net excludes returned; 1 of 3 returned; users 10, 11; 38.58/3
-            (dt.date(2025, 3, 1), 3, D("38.58"), D("15.25"), 4, D("0.3333"), 2, D("12.86")),
-            (dt.date(2025, 3, 2), 1, D("7.77"), D("7.77"), 1, D("0.0000"), 1, D("7.77")),
+            (dt.date(2025, 3, 1), 3, D("38.58"), D("15.25"), 4, D("0.3333"), 2, D("12.86"), 1),
+            (dt.date(2025, 3, 2), 1, D("7.77"), D("7.77"), 1, D("0.0000"), 1, D("7.77"), 0),
             # 0.25 / 2 = 0.125 -> 0.12 half-even (half-up would say 0.13)
-            (dt.date(2025, 3, 3), 2, D("0.25"), D("0.25"), 2, D("0.0000"), 2, D("0.12")),
+            (dt.date(2025, 3, 3), 2, D("0.25"), D("0.25"), 2, D("0.0000"), 2, D("0.12"), 0),
             # an order but nothing sold: zeros, not nulls
-            (dt.date(2025, 3, 4), 1, D("0.00"), D("0.00"), 0, D("0.0000"), 1, D("0.00")),
+            (dt.date(2025, 3, 4), 1, D("0.00"), D("0.00"), 0, D("0.0000"), 1, D("0.00"), 0),
         ],
         got.schema,
     )
@@ -66,10 +66,88 @@ def test_category_daily_matches_hand_computed_values(spark: SparkSession) -> Non
     expected = spark.createDataFrame(
         [
             # Jeans on 03-01: items 11 (10.00) and 21 (20.00, returned), orders 1 and 2
-            ("Jeans", dt.date(2025, 3, 1), D("30.00"), D("10.00"), 2, 2, D("15.00"), D("0.5000")),
-            ("Socks", dt.date(2025, 3, 1), D("8.58"), D("5.25"), 2, 2, D("4.29"), D("0.5000")),
-            ("Jeans", dt.date(2025, 3, 2), D("7.77"), D("7.77"), 1, 1, D("7.77"), D("0.0000")),
-            ("Hats", dt.date(2025, 3, 3), D("0.25"), D("0.25"), 2, 2, D("0.12"), D("0.0000")),
+            ("Jeans", dt.date(2025, 3, 1), D("30.00"), D("10.00"), 2, 2, D("15.00"), D("0.5000"), 1),
+            ("Socks", dt.date(2025, 3, 1), D("8.58"), D("5.25"), 2, 2, D("4.29"), D("0.5000"), 1),
+            ("Jeans", dt.date(2025, 3, 2), D("7.77"), D("7.77"), 1, 1, D("7.77"), D("0.0000"), 0),
+            ("Hats", dt.date(2025, 3, 3), D("0.25"), D("0.25"), 2, 2, D("0.12"), D("0.0000"), 0),
+        ],
+        got.schema,
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def _correction(spark: SparkSession) -> tuple[kpis.State, kpis.State, DataFrame]:
+    """The fixture before and after a batch that moves order 2 (user 10, returned) from 03-01 to
+    03-03 and turns product 101 (Socks) into a hat; and the orders it affects, found."""
+    schema = "order_id long, user_id long, status string, created_at timestamp"
+    item_schema = "id long, order_id long, product_id long, status string, sale_price decimal(12,2)"
+    moved = [(2, 10, "returned", dt.datetime(2025, 3, 3, 8, 0)) if o[0] == 2 else o for o in ORDERS]
+    before = kpis.State(
+        spark.createDataFrame(ORDERS, schema),
+        spark.createDataFrame(ITEMS, item_schema),
+        spark.createDataFrame(PRODUCTS, "id long, category string"),
+    )
+    after = kpis.State(
+        spark.createDataFrame(moved, schema),
+        before.items,
+        spark.createDataFrame(
+            [(i, "Hats" if i == 101 else c) for i, c in PRODUCTS], "id long, category string"
+        ),
+    )
+    tag = [(o[0], "b2" if o[0] == 2 else "b1") for o in ORDERS]
+    affected = kpis.affected_orders(
+        spark.createDataFrame(tag, "order_id long, _batch_id string"),
+        spark.createDataFrame(
+            [(i[0], i[1], i[2], "b1") for i in ITEMS],
+            "id long, order_id long, product_id long, _batch_id string",
+        ),
+        spark.createDataFrame(
+            [(i, "b2" if i == 101 else "b1") for i, _ in PRODUCTS], "id long, _batch_id string"
+        ),
+        before.items.select("id", "order_id"),
+        "b2",
+    )
+    return before, after, affected
+
+
+def test_a_batch_s_change_added_to_the_stored_rows_gives_the_hand_computed_kpis(spark: SparkSession) -> None:
+    before, after, affected = _correction(spark)
+    assert sorted(r["order_id"] for r in affected.collect()) == [1, 2]  # 2 moved; 1 and 2 hold a 101
+    orders, items, products = _frames(spark)
+    lines = kpis.order_lines(orders, items)
+    order_change, category_change = kpis.parts_change(before, after, affected, broadcast=True)
+    assert order_change is not None and category_change is not None
+    assert sorted(r["order_date"].day for r in order_change.collect()) == [1, 3]
+    stored = kpis.order_parts_of(kpis.order_daily(orders, lines))
+    got = kpis.order_from_parts(
+        kpis.apply_change(stored, order_change, ["order_date"], kpis.ORDER_PARTS).where("total_orders > 0")
+    )
+    expected = spark.createDataFrame(
+        [
+            # orders 1 (user 10) and 3 (user 11): user 10 still ordered that day; 15.25 / 2 = 7.625 -> 7.62
+            (dt.date(2025, 3, 1), 2, D("15.25"), D("15.25"), 2, D("0.0000"), 2, D("7.62"), 0),
+            (dt.date(2025, 3, 2), 1, D("7.77"), D("7.77"), 1, D("0.0000"), 1, D("7.77"), 0),
+            # orders 5, 6 and 2 (returned): 0.10 + 0.15 + 20.00 + 3.33; 23.58 / 3 = 7.86
+            (dt.date(2025, 3, 3), 3, D("23.58"), D("0.25"), 4, D("0.3333"), 3, D("7.86"), 1),
+            (dt.date(2025, 3, 4), 1, D("0.00"), D("0.00"), 0, D("0.0000"), 1, D("0.00"), 0),
+        ],
+        got.schema,
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    stored_categories = kpis.category_parts_of(kpis.category_daily(lines, products))
+    got = kpis.category_from_parts(
+        kpis.apply_change(
+            stored_categories, category_change, ["category", "order_date"], kpis.CATEGORY_PARTS
+        ).where("items > 0")
+    )
+    expected = spark.createDataFrame(
+        [
+            ("Jeans", dt.date(2025, 3, 1), D("10.00"), D("10.00"), 1, 1, D("10.00"), D("0.0000"), 0),
+            ("Hats", dt.date(2025, 3, 1), D("5.25"), D("5.25"), 1, 1, D("5.25"), D("0.0000"), 0),
+            ("Jeans", dt.date(2025, 3, 2), D("7.77"), D("7.77"), 1, 1, D("7.77"), D("0.0000"), 0),
+            # items 51, 61 and 22 (returned, now a hat) of orders 5, 6, 2; 3.58 / 3 = 1.1933
+            ("Hats", dt.date(2025, 3, 3), D("3.58"), D("0.25"), 3, 3, D("1.19"), D("0.3333"), 1),
+            ("Jeans", dt.date(2025, 3, 3), D("20.00"), D("0.00"), 1, 1, D("20.00"), D("1.0000"), 1),
         ],
         got.schema,
     )

@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from common.contracts import DATASETS
 from common.generator import GeneratorConfig, generate_batch
 from common.io import delta
+from common.usecases import transform_batch
 from jobs import maintain, transform
 from tests import reference_kpis
 from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
@@ -146,7 +147,7 @@ def three_batches(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory)
     }
     lake = tmp_path / "lake"
     tables = ("--dynamodb-order-table", ORDER_TABLE, "--dynamodb-category-table", CATEGORY_TABLE)
-    touched = {}
+    touched, notes = {}, {}
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_kpi_tables(client)
@@ -154,11 +155,11 @@ def three_batches(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory)
             code, result = run_validate(spark, lake, "--manifest", manifest)
             assert code == 0 and result is not None and result["status"] == "SUCCEEDED", batch_id
             assert run_transform(spark, lake, "--batch-id", batch_id, *tables) == 0, batch_id
-            touched[batch_id] = json.loads((lake / "_results" / batch_id / "transform.json").read_text())[
-                "touched_dates"
-            ]
+            result = json.loads((lake / "_results" / batch_id / "transform.json").read_text())
+            touched[batch_id] = result["touched_dates"]
+            notes[batch_id] = result["notes"]
         scans = {table: _scan(client, table) for table in (ORDER_TABLE, CATEGORY_TABLE)}
-    return {**out, "lake": lake, "scans": scans, "touched": touched}
+    return {**out, "lake": lake, "scans": scans, "touched": touched, "notes": notes}
 
 
 def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_changes_nothing(
@@ -177,6 +178,11 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     delta_orders, delta_categories = delta_kpis(lake)
     assert delta_orders == expected_orders
     assert delta_categories == expected_categories
+    # The first batch computed its dates (nothing to add to); each later one added its change to
+    # the rows the one before it wrote.
+    notes = three_batches["notes"]
+    assert transform_batch.RECOMPUTED in notes["b1"]
+    assert transform_batch.ADDED in notes["b2"] and transform_batch.ADDED in notes["b3"]
 
     order_items = three_batches["scans"][ORDER_TABLE]
     assert len(order_items) == len({i["order_date"]["S"] for i in order_items}) == len(expected_orders)
@@ -198,6 +204,7 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     assert before.num_rows > 0 and _category_rows(lake).equals(before)
     result = json.loads((lake / "_results" / last / "transform.json").read_text())
     assert result["status"] == "SUCCEEDED"
+    assert transform_batch.ADDED in result["notes"]  # to the rows as they were before its first run
     assert "no DynamoDB table configured: KPIs written to Delta only" in result["notes"]
 
 
@@ -269,9 +276,12 @@ def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_
 
     # The last two batches re-run after maintenance give the same tables; the last one finds the
     # same dates, the one its correction moved an order away from included (by time travel).
-    for batch_id in ("b2", "b3"):
+    # b2's re-run comes after b3 changed the tables, so it recomputes its dates; and then so does
+    # b3's, since b2's re-run wrote the KPI rows last.
+    for batch_id, how in (("b2", transform_batch.RECOMPUTED), ("b3", transform_batch.RECOMPUTED)):
         assert run_validate(spark, lake, "--manifest", dict(three_batches["batches"])[batch_id])[0] == 0
         assert run_transform(spark, lake, "--batch-id", batch_id) == 0
+        assert how in json.loads((lake / "_results" / batch_id / "transform.json").read_text())["notes"]
     rerun = json.loads((lake / "_results" / "b3" / "transform.json").read_text())
     assert rerun["touched_dates"] == touched["b3"]
     assert _state(spark, lake) == state

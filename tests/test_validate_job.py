@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable, QueryBuilder
 from pyspark.sql import SparkSession
 
 from common.contracts import load_contracts
 from common.generator import GeneratorConfig, generate_batch
 from common.usecases.validate_batch import waves
+from jobs import maintain
 from jobs.exit_codes import ExitCode
 from tests.conftest import write_csv
 from tests.helpers import add_channel, assert_accounted, delta_rows, edited_contracts, run_validate
@@ -227,6 +230,63 @@ def test_a_later_batch_replaces_a_record_and_an_older_rerun_does_not_revert_it(
         (1, "cancelled", "b2"),
         (2, "processing", "b1"),
     ]
+
+
+def _merge_metrics(spark: SparkSession, table: Path) -> dict[str, str]:
+    row = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1").first()
+    assert row is not None and row["operation"] == "MERGE", row
+    return dict(row["operationMetrics"])
+
+
+def test_a_correction_marks_the_old_row_deleted_instead_of_rewriting_its_file(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A day's corrections reach files all over a big table: with deletion vectors the MERGE
+    writes the new rows and a small vector per touched file, and removes no data file."""
+    lake, rows = tmp_path / "lake", "".join(f"{i},{i},processing,2025-01-01,,,,1\n" for i in range(1, 201))
+    run_validate(
+        spark, lake, "--batch-id", "b1", "--orders", write_csv(tmp_path / "b1.csv", ORDERS_HEADER + rows)
+    )
+    v2 = write_csv(
+        tmp_path / "b2.csv",
+        ORDERS_HEADER + "7,7,cancelled,2025-01-01,,,,1\n201,1,processing,2025-01-02,,,,1\n",
+    )
+    run_validate(spark, lake, "--batch-id", "b2", "--orders", v2)
+    metrics = _merge_metrics(spark, lake / "validated" / "orders")
+    assert (metrics["numTargetRowsUpdated"], metrics["numTargetRowsInserted"]) == ("1", "1")
+    assert metrics["numTargetFilesRemoved"] == "0" and metrics["numTargetDeletionVectorsAdded"] == "1"
+    table = delta_rows(lake / "validated" / "orders").sort_by("order_id").to_pylist()
+    assert len(table) == 201 and (table[6]["status"], table[6]["_batch_id"]) == ("cancelled", "b2")
+    # Another engine (delta-rs, through its SQL reader) applies the vectors too.
+    other = QueryBuilder().register("orders", DeltaTable(str(lake / "validated" / "orders")))
+    read = pa.table(
+        other.execute("SELECT order_id, status, _batch_id FROM orders ORDER BY order_id").read_all()
+    )
+    assert read.to_pylist() == [{k: r[k] for k in ("order_id", "status", "_batch_id")} for r in table]
+
+
+def test_maintenance_gives_deletion_vectors_to_a_table_made_without_them_once(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    v1 = write_csv(tmp_path / "b1.csv", ORDERS_HEADER + "1,10,processing,2025-01-01,,,,1\n")
+    run_validate(spark, lake, "--batch-id", "b1", "--orders", v1, "--no-deletion-vectors")
+    table = lake / "validated" / "orders"
+
+    def detail() -> tuple[int, int, int]:
+        row = spark.sql(f"DESCRIBE DETAIL delta.`{table}`").first()
+        version = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1").first()
+        assert row is not None and version is not None
+        return row["minReaderVersion"], row["minWriterVersion"], version["version"]
+
+    assert detail()[:2] == (1, 7)  # every Delta reader reads it (commit times: a writer feature)
+    run_validate(spark, lake, "--batch-id", "b1", "--orders", v1)
+    assert detail()[:2] == (1, 7)  # a batch never raises a table's protocol
+    assert maintain.main(["--lake-root", str(lake)], spark=spark) == 0
+    upgraded = detail()
+    assert upgraded[:2] == (3, 7)
+    assert maintain.main(["--lake-root", str(lake)], spark=spark) == 0
+    assert detail() == upgraded  # the second run commits nothing
 
 
 def test_over_threshold_batch_fails_and_publishes_nothing(spark: SparkSession, tmp_path: Path) -> None:

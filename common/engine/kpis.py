@@ -7,6 +7,8 @@ order's date. Money is ``decimal(18,2)``, rates ``decimal(6,4)`` in [0, 1], both
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame
@@ -35,6 +37,7 @@ ORDER_DAILY_SCHEMA = T.StructType(
         T.StructField("return_rate", _RATE_TYPE),
         T.StructField("unique_customers", T.LongType()),
         T.StructField("avg_order_value", _MONEY_TYPE),
+        T.StructField("returned_orders", T.LongType()),
         *STAMP.fields,
     ]
 )
@@ -48,9 +51,14 @@ CATEGORY_DAILY_SCHEMA = T.StructType(
         T.StructField("items_sold", T.LongType()),
         T.StructField("avg_order_value", _MONEY_TYPE),
         T.StructField("avg_return_rate", _RATE_TYPE),
+        T.StructField("returned_items", T.LongType()),
         *STAMP.fields,
     ]
 )
+# Each KPI row's additive parts: the rates and averages are computed from them (rounded once). A
+# stored row gives them back exactly (money keeps its 2 places), so a batch's change can be added.
+ORDER_PARTS = ["total_orders", "returned_orders", "unique_customers", "revenue", "net", "total_items_sold"]
+CATEGORY_PARTS = ["revenue", "net", "orders", "items", "returned_items"]
 
 
 def _money(value: Column) -> Column:
@@ -104,9 +112,48 @@ def order_lines(orders: DataFrame, items: DataFrame) -> DataFrame:
 
 
 def _sold(status: Column, price: Column) -> tuple[Column, Column, Column]:
-    """Revenue, net revenue (null when every item was returned or cancelled) and items, summed."""
-    net = F.sum(F.when(~status.isin(NOT_NET_STATUSES), price))
+    """Revenue, net revenue (0 when every item was returned or cancelled) and items, summed."""
+    net = F.coalesce(F.sum(F.when(~status.isin(NOT_NET_STATUSES), price)), F.lit(0))
     return F.sum(price).alias("revenue"), net.alias("net"), F.count(F.lit(1)).alias("items")
+
+
+def _returned(status: Column) -> Column:
+    return F.sum(F.when(status == "returned", 1).otherwise(0))
+
+
+def order_parts(orders: DataFrame, lines: DataFrame) -> DataFrame:
+    """Per order date, the additive parts of :func:`order_daily` (:data:`ORDER_PARTS`)."""
+    per_date = orders.groupBy("order_date").agg(
+        F.count(F.lit(1)).alias("total_orders"),
+        _returned(F.col("status")).alias("returned_orders"),
+        F.countDistinct("user_id").alias("unique_customers"),
+    )
+    sold = lines.groupBy("order_date").agg(*_sold(F.col("status"), F.col("sale_price")))
+    # a date whose orders have no items sold nothing
+    return per_date.join(sold, "order_date", "left").select(
+        "order_date",
+        "total_orders",
+        "returned_orders",
+        "unique_customers",
+        F.coalesce(F.col("revenue"), F.lit(0)).alias("revenue"),
+        F.coalesce(F.col("net"), F.lit(0)).alias("net"),
+        F.coalesce(F.col("items"), F.lit(0)).alias("total_items_sold"),
+    )
+
+
+def order_from_parts(parts: DataFrame) -> DataFrame:
+    """The order KPI rows (:data:`ORDER_DAILY_SCHEMA`, stamp aside) from their parts."""
+    return parts.select(
+        "order_date",
+        F.col("total_orders").cast("long").alias("total_orders"),
+        _money(F.col("revenue")).alias("total_revenue"),
+        _money(F.col("net")).alias("net_revenue"),
+        F.col("total_items_sold").cast("long").alias("total_items_sold"),
+        ratio(F.col("returned_orders"), F.col("total_orders"), 4, RATE).alias("return_rate"),
+        F.col("unique_customers").cast("long").alias("unique_customers"),
+        ratio(F.col("revenue"), F.col("total_orders"), 2, MONEY).alias("avg_order_value"),
+        F.col("returned_orders").cast("long").alias("returned_orders"),
+    )
 
 
 def order_daily(orders: DataFrame, lines: DataFrame) -> DataFrame:
@@ -116,31 +163,38 @@ def order_daily(orders: DataFrame, lines: DataFrame) -> DataFrame:
         orders: ``order_id, user_id, status, order_date``.
         lines: :func:`order_lines` of the same orders.
     """
-    per_date = orders.groupBy("order_date").agg(
-        F.count(F.lit(1)).alias("total_orders"),
-        F.sum(F.when(F.col("status") == "returned", 1).otherwise(0)).alias("returned_orders"),
-        F.countDistinct("user_id").alias("unique_customers"),
+    return order_from_parts(order_parts(orders, lines))
+
+
+def _categorised(lines: DataFrame, products: DataFrame) -> DataFrame:
+    return lines.join(products.select(F.col("id").alias("product_id"), "category"), "product_id")
+
+
+def category_parts(lines: DataFrame, products: DataFrame) -> DataFrame:
+    """Per (category, order date), the additive parts of :func:`category_daily` (:data:`CATEGORY_PARTS`)."""
+    return (
+        _categorised(lines, products)
+        .groupBy("category", "order_date")
+        .agg(
+            *_sold(F.col("status"), F.col("sale_price")),
+            F.countDistinct("order_id").alias("orders"),
+            _returned(F.col("status")).alias("returned_items"),
+        )
     )
-    sold = lines.groupBy("order_date").agg(*_sold(F.col("status"), F.col("sale_price")))
-    daily = per_date.join(sold, "order_date", "left").select(
+
+
+def category_from_parts(parts: DataFrame) -> DataFrame:
+    """The category KPI rows (:data:`CATEGORY_DAILY_SCHEMA`, stamp aside) from their parts."""
+    return parts.select(
+        "category",
         "order_date",
-        "total_orders",
-        "returned_orders",
-        "unique_customers",
-        # a date whose orders have no items sold nothing
-        F.coalesce(F.col("revenue"), F.lit(0)).alias("revenue"),
-        F.coalesce(F.col("net"), F.lit(0)).alias("net"),
-        F.coalesce(F.col("items"), F.lit(0)).alias("total_items_sold"),
-    )
-    return daily.select(
-        "order_date",
-        F.col("total_orders").cast("long").alias("total_orders"),
-        _money(F.col("revenue")).alias("total_revenue"),
+        _money(F.col("revenue")).alias("daily_revenue"),
         _money(F.col("net")).alias("net_revenue"),
-        F.col("total_items_sold").cast("long").alias("total_items_sold"),
-        ratio(F.col("returned_orders"), F.col("total_orders"), 4, RATE).alias("return_rate"),
-        F.col("unique_customers").cast("long").alias("unique_customers"),
-        ratio(F.col("revenue"), F.col("total_orders"), 2, MONEY).alias("avg_order_value"),
+        F.col("orders").cast("long").alias("orders"),
+        F.col("items").cast("long").alias("items_sold"),
+        ratio(F.col("revenue"), F.col("orders"), 2, MONEY).alias("avg_order_value"),
+        ratio(F.col("returned_items"), F.col("items"), 4, RATE).alias("avg_return_rate"),
+        F.col("returned_items").cast("long").alias("returned_items"),
     )
 
 
@@ -151,22 +205,177 @@ def category_daily(lines: DataFrame, products: DataFrame) -> DataFrame:
         lines: :func:`order_lines`.
         products: ``id, category``.
     """
-    categorised = lines.join(products.select(F.col("id").alias("product_id"), "category"), "product_id")
-    daily = categorised.groupBy("category", "order_date").agg(
-        *_sold(F.col("status"), F.col("sale_price")),
-        F.countDistinct("order_id").alias("orders"),
-        F.sum(F.when(F.col("status") == "returned", 1).otherwise(0)).alias("returned_items"),
+    return category_from_parts(category_parts(lines, products))
+
+
+def order_parts_of(rows: DataFrame) -> DataFrame:
+    """The parts back from stored :func:`order_daily` rows (exact: sums of 2-place money)."""
+    return rows.select(
+        "order_date",
+        "total_orders",
+        "returned_orders",
+        "unique_customers",
+        F.col("total_revenue").alias("revenue"),
+        F.col("net_revenue").alias("net"),
+        "total_items_sold",
     )
-    return daily.select(
+
+
+def category_parts_of(rows: DataFrame) -> DataFrame:
+    """The parts back from stored :func:`category_daily` rows."""
+    return rows.select(
         "category",
         "order_date",
-        _money(F.col("revenue")).alias("daily_revenue"),
-        _money(F.coalesce(F.col("net"), F.lit(0))).alias("net_revenue"),
-        F.col("orders").cast("long").alias("orders"),
-        F.col("items").cast("long").alias("items_sold"),
-        ratio(F.col("revenue"), F.col("orders"), 2, MONEY).alias("avg_order_value"),
-        ratio(F.col("returned_items"), F.col("items"), 4, RATE).alias("avg_return_rate"),
+        F.col("daily_revenue").alias("revenue"),
+        F.col("net_revenue").alias("net"),
+        "orders",
+        F.col("items_sold").alias("items"),
+        "returned_items",
     )
+
+
+@dataclass(frozen=True)
+class State:
+    """The validated tables as of one version: ``orders`` (``order_id, user_id, status,
+    created_at``), ``items`` (``id, order_id, product_id, status, sale_price``), ``products``
+    (``id, category``); None for a table that did not exist then."""
+
+    orders: DataFrame | None
+    items: DataFrame | None
+    products: DataFrame | None
+
+
+_COUNT, _SUM = "long", "decimal(38,2)"
+_ORDER_TYPES = dict.fromkeys(ORDER_PARTS, _COUNT) | {"revenue": _SUM, "net": _SUM}
+_CATEGORY_TYPES = dict.fromkeys(CATEGORY_PARTS, _COUNT) | {"revenue": _SUM, "net": _SUM}
+
+
+def _long_form(frame: DataFrame, keys: list[str], types: dict[str, str], sign: int) -> DataFrame:
+    """``frame``'s parts (those it has; the others 0) times ``sign``, in one fixed shape."""
+    return frame.select(
+        *keys,
+        *[((F.col(n) * sign) if n in frame.columns else F.lit(0)).cast(t).alias(n) for n, t in types.items()],
+    )
+
+
+def _summed(frames: list[DataFrame], keys: list[str], types: dict[str, str]) -> DataFrame:
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union.groupBy(*keys).agg(*[F.sum(n).cast(t).alias(n) for n, t in types.items()])
+
+
+def parts_change(
+    before: State,
+    after: State,
+    affected: DataFrame,
+    broadcast: bool,
+    keep: Callable[[DataFrame], DataFrame] = lambda frame: frame,
+) -> tuple[DataFrame | None, DataFrame | None]:
+    """How a batch changed the KPI parts: ``after``'s parts of the ``affected`` orders (one column
+    ``order_id``, few) less ``before``'s, per order date and per (category, order date); None when
+    neither state has orders (or, for categories, items and products).
+
+    ``affected`` must hold every order the batch changed, every order an item it changed belongs
+    (or belonged) to, and every order holding an item of a product it changed: any other order has
+    the same lines, date and categories in both states, so it adds the same to both. Every line of
+    an affected order is counted, so the orders per category are exact; unique customers are
+    counted over every order of the affected (date, user) pairs of either state, looked up in the
+    whole table (a user's other orders that day count too). A key whose parts did not change has
+    a row of zeros, so every touched key is there. ``broadcast``: ``affected`` is small enough to
+    be sent to every task (as are then the (date, user) pairs, at most twice as many). ``keep`` is
+    applied to each state's affected orders and their lines (few rows, each used several times:
+    the caller can persist them).
+    """
+
+    def hinted(frame: DataFrame) -> DataFrame:
+        return F.broadcast(frame) if broadcast else frame
+
+    ids = hinted(affected)
+    states = [(state, sign) for state, sign in ((before, -1), (after, 1)) if state.orders is not None]
+    if not states:
+        return None, None
+    dated = {sign: with_order_date(state.orders) for state, sign in states if state.orders is not None}
+    mine = {sign: keep(frame.join(ids, "order_id", "left_semi")) for sign, frame in dated.items()}
+    pairs = None
+    for frame in mine.values():
+        found = frame.select("order_date", "user_id")
+        pairs = found if pairs is None else pairs.unionByName(found)
+    assert pairs is not None
+    pairs = hinted(pairs.distinct())
+    order_frames, category_frames = [], []
+    for state, sign in states:
+        day = ["order_date"]
+        counts = (
+            mine[sign]
+            .groupBy("order_date")
+            .agg(F.count(F.lit(1)).alias("total_orders"), _returned(F.col("status")).alias("returned_orders"))
+        )
+        customers = (
+            dated[sign]
+            .join(pairs, ["order_date", "user_id"], "left_semi")
+            .groupBy("order_date")
+            .agg(F.countDistinct("user_id").alias("unique_customers"))
+        )
+        order_frames += [_long_form(f, day, _ORDER_TYPES, sign) for f in (counts, customers)]
+        if state.items is None:
+            continue
+        lines = keep(order_lines(mine[sign], state.items.join(ids, "order_id", "left_semi")))
+        sold = lines.groupBy("order_date").agg(*_sold(F.col("status"), F.col("sale_price")))
+        sold = sold.withColumnRenamed("items", "total_items_sold")
+        order_frames.append(_long_form(sold, day, _ORDER_TYPES, sign))
+        if state.products is not None:
+            parts = category_parts(lines, state.products)
+            category_frames.append(_long_form(parts, ["category", "order_date"], _CATEGORY_TYPES, sign))
+    order_change = _summed(order_frames, ["order_date"], _ORDER_TYPES)
+    category_change = (
+        _summed(category_frames, ["category", "order_date"], _CATEGORY_TYPES) if category_frames else None
+    )
+    return order_change, category_change
+
+
+def apply_change(stored: DataFrame, change: DataFrame, keys: list[str], names: list[str]) -> DataFrame:
+    """``stored`` parts plus ``change``, key by key (a key missing on one side adds nothing). A
+    key left with nothing (no order that day, no item of that category) has parts of 0: the
+    caller drops it."""
+    joined = stored.alias("s").join(change.alias("c"), keys, "full")
+    summed = [
+        (F.coalesce(F.col(f"s.{n}"), F.lit(0)) + F.coalesce(F.col(f"c.{n}"), F.lit(0))).alias(n)
+        for n in names
+    ]
+    return joined.select(*keys, *summed)
+
+
+def affected_orders(
+    orders: DataFrame,
+    items: DataFrame,
+    products: DataFrame | None,
+    old_items: DataFrame | None,
+    batch_id: str,
+) -> DataFrame:
+    """The orders whose KPI parts the batch may have changed (one column ``order_id``, distinct):
+    those it wrote, those of the items it wrote (and the orders those items belonged to before),
+    and those holding an item of a product it wrote. Any other order has the same lines, date
+    and categories before and after the batch.
+
+    Args:
+        orders: current ``order_id, _batch_id``.
+        items: current ``id, order_id, product_id, _batch_id``.
+        products: current ``id, _batch_id``, or None.
+        old_items: ``id, order_id`` as before the batch's first write, or None.
+    """
+    in_batch = F.col("_batch_id") == F.lit(batch_id)
+    changed_items = items.where(in_batch)
+    found = [orders.where(in_batch).select("order_id"), changed_items.select("order_id")]
+    if old_items is not None:
+        found.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
+    if products is not None:
+        changed_products = products.where(in_batch).select(F.col("id").alias("product_id"))
+        found.append(items.join(changed_products, "product_id", "left_semi").select("order_id"))
+    union = found[0]
+    for frame in found[1:]:
+        union = union.unionByName(frame)
+    return union.distinct()
 
 
 def restrict_to_dates(df: DataFrame, dates: DataFrame) -> DataFrame:

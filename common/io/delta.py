@@ -92,21 +92,39 @@ def exists(spark: SparkSession, uri: str) -> bool:
         raise StorageError(f"cannot read {uri}: {exc}") from exc
 
 
-def ensure_table(spark: SparkSession, uri: str, schema: T.StructType) -> DeltaTable:
-    """The table at ``uri``, created from ``schema`` if it does not exist yet.
+# Row-level changes by deletion vectors: a MERGE that updates a few rows of a file marks them
+# deleted in a small side file and writes the new versions, instead of rewriting the whole file.
+# It raises the table's protocol to reader 3 / writer 7 (table feature ``deletionVectors``).
+DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
+# Commit times written into each commit (writer feature ``inCommitTimestamp``; readers unaffected):
+# the history's order across tables then survives a copy of the lake, which file times do not.
+IN_COMMIT_TIMESTAMPS = {"delta.enableInCommitTimestamps": "true"}
+
+
+def ensure_table(
+    spark: SparkSession, uri: str, schema: T.StructType, properties: dict[str, str] | None = None
+) -> DeltaTable:
+    """The table at ``uri``, created from ``schema`` (with ``properties``) if it does not exist yet.
 
     Raises:
         StorageError: the table cannot be created or opened.
     """
     path = spark_path(uri)
+
+    def create() -> DeltaTable:
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
+        return builder.execute()
+
     try:
-        return DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+        return create()
     except _ERRORS as exc:
         if not _drop_empty_log(spark, path):
             raise StorageError(f"cannot create or open Delta table {uri}: {exc}") from exc
     log.warning("%s: removed a transaction log that held no commit (a run died creating the table)", uri)
     try:
-        return DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+        return create()
     except _ERRORS as exc:
         raise StorageError(f"cannot create or open Delta table {uri}: {exc}") from exc
 
@@ -234,9 +252,10 @@ def upsert(
     changed: str,
     batch_id: str,
     source_rows: int,
+    properties: dict[str, str] | None = None,
 ) -> WriteOutcome:
     """Merge ``source`` (``source_rows`` rows, counted) into the table at ``uri`` by ``keys``
-    (creating it from ``schema``).
+    (creating it from ``schema``, with ``properties``).
 
     Only source rows that change something are merged: a row whose key matches a target row is
     taken only when ``changed`` (a predicate over ``s.`` source and ``t.`` target columns) holds.
@@ -250,7 +269,7 @@ def upsert(
     Raises:
         StorageError: the table cannot be read or the merge cannot be committed.
     """
-    table = ensure_table(spark, uri, schema)
+    table = ensure_table(spark, uri, schema, properties)
     previous, new = _head(table)
     if new:  # nothing to match against: an append is the same commit, without the join
         return _append(spark, uri, table, source, batch_id, previous)

@@ -26,6 +26,7 @@ from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
 from common.usecases import catalog
 from common.usecases.side_by_side import run_side_by_side
+from common.usecases.validate_batch import validated_properties
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -129,6 +130,9 @@ def _maintain(
         history, settings.maintain_keep_batches, settings.maintain_min_retention_hours, _now()
     )
     wanted = retention.properties_for(upkeep.retention_hours, before.properties)
+    if name.startswith("validated/"):  # a table made without them
+        properties = validated_properties(settings.deletion_vectors)
+        wanted |= {k: v for k, v in properties.items() if before.properties.get(k) != v}
     if wanted:
         lease.check()
         delta.set_properties(spark, uri, wanted)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +26,7 @@ from common.engine import kpis
 from common.io import delta, dynamo
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
+from common.io.spark import BROADCAST_MAX_ROWS
 from common.usecases import catalog
 from common.usecases.side_by_side import run_side_by_side
 
@@ -62,15 +63,32 @@ class _Validated:
 
     def __init__(self, spark: SparkSession, lake: Lake) -> None:
         self.spark, self.lake = spark, lake
+        self._history: dict[str, list[delta.Commit] | None] = {}
 
     def read(self, dataset: str, columns: list[str], version: int | None = None) -> DataFrame | None:
         frame = delta.read(self.spark, self.lake.validated(dataset), version)
         return None if frame is None else frame.select(*columns)
 
+    def history(self, dataset: str) -> list[delta.Commit] | None:
+        """The table's commits (read once), or None when there is no table."""
+        if dataset not in self._history:
+            uri = self.lake.validated(dataset)
+            self._history[dataset] = delta.commits(self.spark, uri) if delta.exists(self.spark, uri) else None
+        return self._history[dataset]
+
     def before_batch(self, dataset: str, columns: list[str], batch_id: str) -> DataFrame | None:
-        """The table as it was before ``batch_id`` first wrote to it (None if it created it)."""
-        before = delta.version_before_batch(self.spark, self.lake.validated(dataset), batch_id)
-        return None if before is None else self.read(dataset, columns, version=before)
+        """The table as it was before ``batch_id`` first wrote to it: as it is now when the batch
+        never wrote to it, None when there were no rows before (or no table)."""
+        history = self.history(dataset)
+        if history is None:
+            return None
+        mine = [c.version for c in history if c.batch_id == batch_id]
+        if not mine:
+            return self.read(dataset, columns)
+        before = min(mine) - 1
+        if before < 0 or (before == 0 and history[0].version == 0 and history[0].operation == "CREATE TABLE"):
+            return None
+        return self.read(dataset, columns, version=before)
 
 
 @contextmanager
@@ -125,6 +143,7 @@ def _write_output(
             deletes = [dict(zip(output.keys, key, strict=True)) for key in sorted(previous - current)]
             stats = dynamo.batch_write(client, dynamo_table, items, deletes, output.keys)
             output.dynamodb = {"table": dynamo_table, **stats.__dict__}
+        delta.evolve(spark, uri, output.schema, migrate=False)  # a table written before a column existed
         outcome = delta.replace_where(
             spark, uri, frame, output.schema, f"order_date IN ({_date_list(dates)})", batch_id
         )
@@ -144,6 +163,126 @@ def run_transform(
         return _transform(spark, settings, batch_id, computed_at, lease)
 
 
+ORDER_COLUMNS = ["order_id", "user_id", "status", "created_at"]
+ITEM_COLUMNS = ["id", "order_id", "product_id", "status", "sale_price"]
+PRODUCT_COLUMNS = ["id", "category"]
+# Commits that change no row: they never make a KPI row out of date.
+_NO_DATA_CHANGE = {
+    "CREATE TABLE",
+    "OPTIMIZE",
+    "VACUUM START",
+    "VACUUM END",
+    "SET TBLPROPERTIES",
+    "ADD COLUMNS",
+}
+# How the result says the KPI rows were found.
+ADDED = "KPIs: the touched dates' stored rows plus this batch's change (its affected orders only)"
+RECOMPUTED = (
+    "KPIs: the touched dates recomputed from the validated tables (the stored rows do not hold "
+    "exactly the batches before this one, or too many orders were affected)"
+)
+# Past this many affected orders (the most whose (date, user) pairs can be broadcast), adding the
+# batch's change is no cheaper than recomputing its dates.
+MAX_AFFECTED_ORDERS = BROADCAST_MAX_ROWS // 2
+
+
+def _data_commits(history: list[delta.Commit] | None) -> tuple[list[delta.Commit], bool] | None:
+    """Of a table's commits (None: no table), those that change rows, and whether its log still
+    begins at version 0."""
+    if history is None:
+        return None
+    complete = bool(history) and history[0].version == 0
+    return [c for c in history if c.operation not in _NO_DATA_CHANGE], complete
+
+
+def _kpi_history(spark: SparkSession, uri: str) -> list[delta.Commit] | None:
+    return delta.commits(spark, uri) if delta.exists(spark, uri) else None
+
+
+def _kpi_bases(
+    spark: SparkSession, lake: Lake, validated_tables: _Validated, batch_id: str, tables: list[str]
+) -> dict[str, int | None] | None:
+    """The version of each KPI table that a change can be added to, or None when a full recompute
+    is needed (None in the dict: the table has no rows to add to).
+
+    The KPI rows before this batch's transform hold every batch before it exactly when: no other
+    batch has changed a validated table since this batch's first commit to one; and each KPI table,
+    as it was before this batch's transform first wrote it, was last written by the transform of
+    the batch that changed the validated tables just before this one (none for an empty lake).
+    A re-run of the last batch's transform finds the same versions: it gives the same rows.
+    """
+    validated: list[delta.Commit] = []
+    for name in ("orders", "order_items", "products"):
+        found = _data_commits(validated_tables.history(name))
+        if found is None:
+            continue
+        commits, complete = found
+        if not complete:
+            return None  # the log no longer shows where the rows came from
+        properties = delta.describe(spark, lake.validated(name)).properties
+        if any(properties.get(k) != v for k, v in delta.IN_COMMIT_TIMESTAMPS.items()):
+            return None  # commit times from files: their order across tables is not to be trusted
+        validated += commits
+    mine = [c for c in validated if c.batch_id == batch_id]
+    if not mine:
+        return None
+    first = min(c.timestamp for c in mine)
+    if any(c.batch_id != batch_id for c in validated if c.timestamp >= first):
+        return None  # a later batch (or an untagged write) changed the validated rows since
+    earlier = sorted((c for c in validated if c.timestamp < first), key=lambda c: c.timestamp)
+    previous = earlier[-1].batch_id if earlier else None
+    if earlier and previous is None:
+        return None
+    bases: dict[str, int | None] = {}
+    for table in tables:
+        found = _data_commits(_kpi_history(spark, lake.kpi(table)))
+        if found is None:
+            if previous is not None:
+                return None
+            bases[table] = None
+            continue
+        commits, complete = found
+        own = [c.version for c in commits if c.batch_id == batch_id]
+        base = min(own) - 1 if own else max((c.version for c in commits), default=-1)
+        before = [c for c in commits if c.version <= base]
+        if any(c.batch_id != batch_id for c in commits if c.version > base):
+            return None
+        if previous is None:
+            if before or not complete:
+                return None
+            bases[table] = None
+        elif not before or before[-1].batch_id != previous:
+            return None
+        else:
+            bases[table] = base
+    return bases
+
+
+class _Missing(Exception):
+    """A stored KPI row lacks a part (written before the parts were kept): recompute instead."""
+
+
+def _stored_parts(
+    spark: SparkSession, uri: str, version: int | None, where: str, parts: Callable[[DataFrame], DataFrame]
+) -> DataFrame | None:
+    """The parts of the KPI rows matching ``where`` at ``version`` (None: no rows yet), kept.
+
+    Raises:
+        _Missing: a row lacks a part.
+    """
+    if version is None:
+        return None
+    rows = delta.read(spark, uri, version)
+    assert rows is not None
+    if not {"returned_orders", "returned_items"} & set(rows.columns):
+        raise _Missing
+    stored = parts(rows.where(where)).persist(StorageLevel.MEMORY_AND_DISK)
+    if stored.where(" OR ".join(f"`{c}` IS NULL" for c in stored.columns)).limit(1).count():
+        stored.unpersist()
+        raise _Missing
+    return stored
+
+
 def _transform(
     spark: SparkSession, settings: Settings, batch_id: str, computed_at: dt.datetime, lease: LeaseCheck
 ) -> TransformOutcome:
@@ -151,20 +290,49 @@ def _transform(
     clock = time.monotonic()
     lake = Lake(settings.lake_root)
     validated = _Validated(spark, lake)
-    orders = validated.read("orders", ["order_id", "user_id", "status", "created_at", "_batch_id"])
-    items = validated.read(
-        "order_items", ["id", "order_id", "product_id", "status", "sale_price", "_batch_id"]
-    )
-    products = validated.read("products", ["id", "category", "_batch_id"])
+    orders = validated.read("orders", [*ORDER_COLUMNS, "_batch_id"])
+    items = validated.read("order_items", [*ITEM_COLUMNS, "_batch_id"])
+    products = validated.read("products", [*PRODUCT_COLUMNS, "_batch_id"])
     if orders is None or items is None:
         outcome.notes.append("no validated orders or order items yet: nothing to compute")
         return outcome
+    tables = ["order_daily"] + ([] if products is None else ["category_daily"])
+    before = kpis.State(
+        validated.before_batch("orders", ORDER_COLUMNS, batch_id),
+        validated.before_batch("order_items", ITEM_COLUMNS, batch_id),
+        validated.before_batch("products", PRODUCT_COLUMNS, batch_id),
+    )
+    bases = _kpi_bases(spark, lake, validated, batch_id, tables)
+    if bases is not None and any(v is not None for v in bases.values()):  # rows to add to
+        kept: list[DataFrame] = []
+
+        def keep(frame: DataFrame) -> DataFrame:
+            kept.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+            return frame
+
+        try:
+            frames = _added(spark, lake, orders, items, products, before, batch_id, bases, outcome, keep)
+            if frames is None:
+                outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
+                return outcome
+            log.info(
+                "touched dates: %d, their KPIs found in %.1fs",
+                len(outcome.touched_dates),
+                time.monotonic() - clock,
+            )
+            outcome.notes.append(ADDED)
+            return _publish(spark, settings, lake, batch_id, computed_at, lease, outcome, *frames)
+        except _Missing:
+            outcome.touched_dates = []
+        finally:
+            for frame in kept:
+                frame.unpersist()
     dates_df = kpis.touched_dates(
         orders,
         items,
         products,
-        validated.before_batch("orders", ["order_id", "created_at"], batch_id),
-        validated.before_batch("order_items", ["id", "order_id"], batch_id),
+        before.orders,
+        before.items,
         batch_id,
     )
     touched = sorted(r["order_date"] for r in dates_df.collect())
@@ -173,35 +341,117 @@ def _transform(
     if not outcome.touched_dates:
         outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
         return outcome
+    outcome.notes.append(RECOMPUTED)
     # The (few) collected dates, not the plan that found them: it would be evaluated again.
     dates = spark.createDataFrame([(d,) for d in touched], "order_date date")
     dated = kpis.restrict_to_dates(kpis.with_order_date(orders), dates)
     lines = kpis.order_lines(dated, items)
+    category = None if products is None else kpis.category_daily(lines, products)
+    with _kept(lines):  # both outputs aggregate the same lines
+        return _publish(
+            spark,
+            settings,
+            lake,
+            batch_id,
+            computed_at,
+            lease,
+            outcome,
+            kpis.order_daily(dated, lines),
+            category,
+        )
+
+
+def _added(
+    spark: SparkSession,
+    lake: Lake,
+    orders: DataFrame,
+    items: DataFrame,
+    products: DataFrame | None,
+    before: kpis.State,
+    batch_id: str,
+    bases: dict[str, int | None],
+    outcome: TransformOutcome,
+    keep: Callable[[DataFrame], DataFrame],
+) -> tuple[DataFrame, DataFrame | None] | None:
+    """The KPI rows of the dates the batch touched, as the stored rows plus the batch's change
+    (its affected orders' parts after less before): the work follows the batch, not the lake.
+    Sets ``outcome.touched_dates``; None when the batch touched no date. ``keep`` persists the few
+    rows used more than once (until the caller has written the outputs).
+
+    Raises:
+        _Missing: a stored row lacks a part, or the batch affects too many orders: recompute.
+    """
+    clock = time.monotonic()
+    affected = keep(kpis.affected_orders(orders, items, products, before.items, batch_id))
+    count = affected.count()
+    log.info("affected orders: %d, found in %.1fs", count, time.monotonic() - clock)
+    if count > MAX_AFFECTED_ORDERS:
+        raise _Missing
+    after = kpis.State(
+        orders.drop("_batch_id"),
+        items.drop("_batch_id"),
+        None if products is None else products.drop("_batch_id"),
+    )
+    order_change, category_change = kpis.parts_change(
+        before, after, affected, 2 * count <= BROADCAST_MAX_ROWS, keep=keep
+    )
+    assert order_change is not None
+    order_change = keep(order_change)
+    touched = sorted(r["order_date"] for r in order_change.select("order_date").collect())
+    outcome.touched_dates = [d.isoformat() for d in touched]
+    if not touched:
+        return None
+    where = f"order_date IN ({_date_list(outcome.touched_dates)})"
+    stored = _stored_parts(spark, lake.kpi("order_daily"), bases["order_daily"], where, kpis.order_parts_of)
+    order_parts = (
+        order_change
+        if stored is None
+        else kpis.apply_change(stored, order_change, ORDER_KEYS, kpis.ORDER_PARTS)
+    )
+    order_frame = kpis.order_from_parts(order_parts.where("total_orders > 0"))
+    if products is None or category_change is None:
+        return order_frame, None
+    stored = _stored_parts(
+        spark, lake.kpi("category_daily"), bases["category_daily"], where, kpis.category_parts_of
+    )
+    category_parts = (
+        category_change
+        if stored is None
+        else kpis.apply_change(stored, category_change, CATEGORY_KEYS, kpis.CATEGORY_PARTS)
+    )
+    return order_frame, kpis.category_from_parts(category_parts.where("items > 0"))
+
+
+def _publish(
+    spark: SparkSession,
+    settings: Settings,
+    lake: Lake,
+    batch_id: str,
+    computed_at: dt.datetime,
+    lease: LeaseCheck,
+    outcome: TransformOutcome,
+    order_frame: DataFrame,
+    category_frame: DataFrame | None,
+) -> TransformOutcome:
+    """Write the KPI rows of ``outcome.touched_dates`` (DynamoDB, then Delta) and register the tables."""
     stamp = {"batch_id": F.lit(batch_id), "computed_at": F.lit(computed_at.isoformat())}
-    order_frame = kpis.order_daily(dated, lines).withColumns(stamp)
-    if products is None:
+    frames = [
+        (
+            KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
+            order_frame.withColumns(stamp),
+            settings.dynamodb_order_table,
+        )
+    ]
+    if category_frame is None:
         outcome.notes.append("no validated products yet: category KPIs skipped")
-        frames = [
-            (
-                KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
-                order_frame,
-                settings.dynamodb_order_table,
-            )
-        ]
     else:
-        category_frame = kpis.category_daily(lines, products).withColumns(stamp)
-        frames = [
-            (
-                KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
-                order_frame,
-                settings.dynamodb_order_table,
-            ),
+        frames.append(
             (
                 KpiOutput("category_daily", CATEGORY_KEYS, kpis.CATEGORY_DAILY_SCHEMA),
-                category_frame,
+                category_frame.withColumns(stamp),
                 settings.dynamodb_category_table,
-            ),
-        ]
+            )
+        )
     if not (settings.dynamodb_order_table or settings.dynamodb_category_table):
         outcome.notes.append("no DynamoDB table configured: KPIs written to Delta only")
     client = dynamo.dynamodb_client(settings) if any(t for _, _, t in frames) else None
@@ -214,9 +464,8 @@ def _transform(
             "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock
         )
 
-    # The outputs are independent tables: computed and written side by side, one batch tag; both
-    # aggregate the same lines, kept meanwhile.
-    with delta.tagged(spark, batch_id), _kept(lines):
+    # The outputs are independent tables: computed and written side by side, one batch tag.
+    with delta.tagged(spark, batch_id):
         run_side_by_side([partial(write, *entry) for entry in frames], "kpi")
     outcome.outputs.extend(output for output, _, _ in frames)
     written = {o.table for o in outcome.outputs}

@@ -478,6 +478,7 @@ def _publish_validated(ctx: _Context, lease: LeaseCheck, name: str) -> None:
         UPDATE_WHEN,
         ctx.batch.batch_id,
         ds.rows_valid + released,
+        _validated_properties(ctx),
     )
     ds.validated_table = outcome.as_dict()
     log.info("%s: validated rows published in %.1fs", name, time.monotonic() - clock)
@@ -614,6 +615,17 @@ def run_validation(
         registered = catalog.dataset_tables(lake, {n: c for n, c in contracts.items() if n in written})
         result.catalog = catalog.register(settings, registered)
     return result
+
+
+def _validated_properties(ctx: _Context) -> dict[str, str]:
+    """A new validated table's properties: commit times kept in the log (transform orders batches
+    across tables by them), deletion vectors unless turned off (``maintain`` gives both to a table
+    made without them)."""
+    return validated_properties(ctx.settings.deletion_vectors)
+
+
+def validated_properties(deletion_vectors: bool) -> dict[str, str]:
+    return delta.IN_COMMIT_TIMESTAMPS | (delta.DELETION_VECTORS if deletion_vectors else {})
 
 
 def _evolve_tables(ctx: _Context) -> None:

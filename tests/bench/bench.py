@@ -108,17 +108,28 @@ def delta_log_rows(table: Path) -> int:
     log = table / "_delta_log"
     if any(log.glob("*.checkpoint*.parquet")):
         raise RuntimeError(f"{table} has a checkpoint; this reader replays JSON commits only")
-    live: dict[str, int] = {}
+    live: dict[tuple[str, str], int] = {}
     for commit in sorted(log.glob("*.json")):
         for line in commit.read_text().splitlines():
             action = json.loads(line)
             if "add" in action:
                 add = action["add"]
                 deleted = int((add.get("deletionVector") or {}).get("cardinality", 0))
-                live[add["path"]] = int(json.loads(add["stats"])["numRecords"]) - deleted
+                live[_file_id(add)] = int(json.loads(add["stats"])["numRecords"]) - deleted
             elif "remove" in action:
-                live.pop(action["remove"]["path"], None)
+                live.pop(_file_id(action["remove"]), None)
     return sum(live.values())
+
+
+def _file_id(action: dict[str, Any]) -> tuple[str, str]:
+    """A live file's identity in the Delta protocol: its path and its deletion vector's unique id.
+    A commit that marks rows of a file deleted removes (path, old vector) and adds (path, new
+    vector), in either order."""
+    vector = action.get("deletionVector") or {}
+    unique = f"{vector.get('storageType', '')}{vector.get('pathOrInlineDv', '')}"
+    if "offset" in vector:
+        unique += f"@{vector['offset']}"
+    return action["path"], unique
 
 
 def _check_outputs(

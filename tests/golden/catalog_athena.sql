@@ -129,6 +129,7 @@ TBLPROPERTIES ('table_type' = 'DELTA');
 --   return_rate       decimal(6,4)
 --   unique_customers  bigint
 --   avg_order_value   decimal(18,2)
+--   returned_orders   bigint
 --   batch_id          string
 --   computed_at       string
 CREATE EXTERNAL TABLE IF NOT EXISTS `ecom_lake`.`kpi_order_daily`
@@ -145,6 +146,7 @@ TBLPROPERTIES ('table_type' = 'DELTA');
 --   items_sold       bigint
 --   avg_order_value  decimal(18,2)
 --   avg_return_rate  decimal(6,4)
+--   returned_items   bigint
 --   batch_id         string
 --   computed_at      string
 CREATE EXTERNAL TABLE IF NOT EXISTS `ecom_lake`.`kpi_category_daily`

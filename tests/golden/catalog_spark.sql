@@ -128,6 +128,7 @@ CREATE TABLE IF NOT EXISTS `ecom_lake`.`kpi_order_daily` (
   `return_rate` DECIMAL(6,4),
   `unique_customers` BIGINT,
   `avg_order_value` DECIMAL(18,2),
+  `returned_orders` BIGINT,
   `batch_id` STRING,
   `computed_at` STRING
 )
@@ -144,6 +145,7 @@ CREATE TABLE IF NOT EXISTS `ecom_lake`.`kpi_category_daily` (
   `items_sold` BIGINT,
   `avg_order_value` DECIMAL(18,2),
   `avg_return_rate` DECIMAL(6,4),
+  `returned_items` BIGINT,
   `batch_id` STRING,
   `computed_at` STRING
 )
