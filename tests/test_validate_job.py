@@ -238,6 +238,7 @@ def _merge_metrics(spark: SparkSession, table: Path) -> dict[str, str]:
     return dict(row["operationMetrics"])
 
 
+@pytest.mark.slow  # a Delta protocol drill, two fresh lakes (make drills and CI run it)
 def test_a_correction_marks_the_old_row_deleted_instead_of_rewriting_its_file(
     spark: SparkSession, tmp_path: Path
 ) -> None:
@@ -265,6 +266,7 @@ def test_a_correction_marks_the_old_row_deleted_instead_of_rewriting_its_file(
     assert read.to_pylist() == [{k: r[k] for k in ("order_id", "status", "_batch_id")} for r in table]
 
 
+@pytest.mark.slow  # a Delta protocol drill (make drills and CI run it)
 def test_maintenance_gives_deletion_vectors_to_a_table_made_without_them_once(
     spark: SparkSession, tmp_path: Path
 ) -> None:
