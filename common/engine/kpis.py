@@ -259,10 +259,7 @@ def _long_form(frame: DataFrame, keys: list[str], types: dict[str, str], sign: i
 
 
 def _summed(frames: list[DataFrame], keys: list[str], types: dict[str, str]) -> DataFrame:
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
-    return union.groupBy(*keys).agg(*[F.sum(n).cast(t).alias(n) for n, t in types.items()])
+    return _union(frames).groupBy(*keys).agg(*[F.sum(n).cast(t).alias(n) for n, t in types.items()])
 
 
 def parts_change(
@@ -365,17 +362,30 @@ def affected_orders(
         old_items: ``id, order_id`` as before the batch's first write, or None.
     """
     in_batch = F.col("_batch_id") == F.lit(batch_id)
-    changed_items = items.where(in_batch)
-    found = [orders.where(in_batch).select("order_id"), changed_items.select("order_id")]
+    found = [orders.where(in_batch).select("order_id"), *_through_items(items, products, old_items, in_batch)]
+    return _union(found).distinct()
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union
+
+
+def _through_items(
+    items: DataFrame, products: DataFrame | None, old_items: DataFrame | None, in_batch: Column
+) -> list[DataFrame]:
+    """``order_id`` of the orders a batch reaches through items: of the items it wrote, of those
+    items before (their previous order), and of the items of the products it wrote."""
+    changed_items = items.where(in_batch).select("id", "order_id")
+    order_ids = [changed_items.select("order_id")]
     if old_items is not None:
-        found.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
+        order_ids.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
     if products is not None:
         changed_products = products.where(in_batch).select(F.col("id").alias("product_id"))
-        found.append(items.join(changed_products, "product_id", "left_semi").select("order_id"))
-    union = found[0]
-    for frame in found[1:]:
-        union = union.unionByName(frame)
-    return union.distinct()
+        order_ids.append(items.join(changed_products, "product_id", "left_semi").select("order_id"))
+    return order_ids
 
 
 def restrict_to_dates(df: DataFrame, dates: DataFrame) -> DataFrame:
@@ -407,20 +417,11 @@ def touched_dates(
     """
     in_batch = F.col("_batch_id") == F.lit(batch_id)
     changed_orders = orders.where(in_batch).select("order_id")
-    changed_items = items.where(in_batch).select("id", "order_id")
     # Orders touched through their items, by id, each id once: the lookup the orders are
     # semi-joined with stays no bigger than the orders. The planner broadcasts it from the
     # driver; with every item's order id in it, up to three times over (12M ids at 5M items),
     # a second such query in one 2 GB driver failed ("Not enough memory to build and broadcast").
-    order_ids = [changed_items.select("order_id")]
-    if old_items is not None:
-        order_ids.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
-    if products is not None:
-        changed_products = products.where(in_batch).select(F.col("id").alias("product_id"))
-        order_ids.append(items.join(changed_products, "product_id", "left_semi").select("order_id"))
-    touched = order_ids[0]
-    for ids in order_ids[1:]:
-        touched = touched.unionByName(ids)
+    touched = _union(_through_items(items, products, old_items, in_batch))
     dated = with_order_date(orders)
     # The batch's own orders give their dates directly; the others are looked up.
     result = dated.where(in_batch).select("order_date")
