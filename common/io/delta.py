@@ -448,16 +448,10 @@ def read(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame
         raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
 
 
-def version_before_batch(spark: SparkSession, uri: str, batch_id: str) -> int | None:
-    """The version of the table just before ``batch_id`` first committed to it, or None when the
-    batch committed nothing or there were no rows before it (only the CREATE TABLE).
-
-    Raises:
-        StorageError: the table history cannot be read.
-    """
-    if not exists(spark, uri):
-        return None
-    history = commits(spark, uri)
+def version_before_batch(history: list[Commit], batch_id: str) -> int | None:
+    """Of a table's ``history`` (:func:`commits`), the version just before ``batch_id`` first
+    committed to it, or None when the batch committed nothing or there were no rows before it
+    (only the CREATE TABLE)."""
     mine = [c.version for c in history if c.batch_id == batch_id]
     if not mine or min(mine) == 0:
         return None

@@ -82,13 +82,10 @@ class _Validated:
         history = self.history(dataset)
         if history is None:
             return None
-        mine = [c.version for c in history if c.batch_id == batch_id]
-        if not mine:
+        if not any(c.batch_id == batch_id for c in history):
             return self.read(dataset, columns)
-        before = min(mine) - 1
-        if before < 0 or (before == 0 and history[0].version == 0 and history[0].operation == "CREATE TABLE"):
-            return None
-        return self.read(dataset, columns, version=before)
+        before = delta.version_before_batch(history, batch_id)
+        return None if before is None else self.read(dataset, columns, version=before)
 
 
 @contextmanager
