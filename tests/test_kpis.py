@@ -7,6 +7,7 @@ from decimal import Decimal as D
 
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from common.engine import kpis
 
@@ -101,8 +102,10 @@ def _correction(spark: SparkSession) -> tuple[kpis.State, kpis.State, DataFrame]
             [(i[0], i[1], i[2], "b1") for i in ITEMS],
             "id long, order_id long, product_id long, _batch_id string",
         ),
-        spark.createDataFrame(
-            [(i, "b2" if i == 101 else "b1") for i, _ in PRODUCTS], "id long, _batch_id string"
+        kpis.recategorised(
+            after.products.withColumn("_batch_id", F.when(F.col("id") == 101, "b2").otherwise("b1")),
+            before.products,
+            "b2",
         ),
         before.items.select("id", "order_id"),
         "b2",
@@ -192,3 +195,18 @@ def test_touched_dates_include_the_date_a_correction_moved_an_order_from(spark: 
         dt.date(2025, 3, 7),  # item 10 belonged to order 3 before b3
         dt.date(2025, 3, 9),  # product 102 changed in b3; item 12 of order 4 sells it
     ]
+
+
+def test_only_a_product_whose_category_changed_reaches_orders_through_its_items(spark: SparkSession) -> None:
+    before = spark.createDataFrame([(101, "Socks"), (102, "Jeans"), (103, None)], "id long, category string")
+    after = spark.createDataFrame(
+        [
+            (101, "Socks", "b2"),  # re-delivered with a new price: same category
+            (102, "Hats", "b2"),  # a new category
+            (103, "Hats", "b2"),  # a category where there was none
+            (104, "Hats", "b2"),  # new: no earlier published item can hold it
+            (105, "Hats", "b1"),  # not written by the batch
+        ],
+        "id long, category string, _batch_id string",
+    )
+    assert sorted(r["id"] for r in kpis.recategorised(after, before, "b2").collect()) == [102, 103]

@@ -313,3 +313,31 @@ def test_commit_times_are_read_in_utc_whatever_the_local_time_zone(
         time.tzset()
     age = dt.datetime.now(dt.UTC) - commit.timestamp
     assert dt.timedelta(0) <= age < dt.timedelta(minutes=5), age
+
+
+def test_a_batch_that_only_added_rows_is_told_from_one_that_changed_rows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """transform reads the earlier items from the current table only when the batch added rows and
+    changed none: an append, or a MERGE that updated nothing, is told apart from one that did."""
+    uri = str(tmp_path / "t")
+    schema = spark.createDataFrame([(1, "a", "b0")], "id long, v string, _batch_id string").schema
+    when = "t.v <> s.v AND s._batch_id >= t._batch_id"
+
+    def write(rows: list[tuple[int, str]], batch: str) -> None:
+        frame = spark.createDataFrame([(i, v, batch) for i, v in rows], schema)
+        delta.upsert(spark, uri, frame, schema, ["id"], when, batch, len(rows))
+
+    write([(1, "a"), (2, "b")], "b1")  # the first rows: an append
+    write([(3, "c")], "b2")  # a new key only: an append
+    write([(2, "b"), (4, "d")], "b3")  # one unchanged key, one new: a MERGE that only inserts
+    write([(1, "z")], "b4")  # a MERGE that updates
+    history = delta.commits(spark, uri)
+    assert [c.operation for c in history] == ["CREATE TABLE", "WRITE", "WRITE", "MERGE", "MERGE"]
+    assert [delta.changed_existing_rows(history, b) for b in ("b1", "b2", "b3", "b4", "b5")] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]

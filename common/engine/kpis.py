@@ -346,24 +346,47 @@ def apply_change(stored: DataFrame, change: DataFrame, keys: list[str], names: l
 def affected_orders(
     orders: DataFrame,
     items: DataFrame,
-    products: DataFrame | None,
+    recategorised: DataFrame | None,
     old_items: DataFrame | None,
     batch_id: str,
 ) -> DataFrame:
     """The orders whose KPI parts the batch may have changed (one column ``order_id``, distinct):
     those it wrote, those of the items it wrote (and the orders those items belonged to before),
-    and those holding an item of a product it wrote. Any other order has the same lines, date
-    and categories before and after the batch.
+    and those holding an item of a product whose category it changed. Any other order has the
+    same lines, date and categories before and after the batch.
 
     Args:
         orders: current ``order_id, _batch_id``.
         items: current ``id, order_id, product_id, _batch_id``.
-        products: current ``id, _batch_id``, or None.
-        old_items: ``id, order_id`` as before the batch's first write, or None.
+        recategorised: ``id`` of the products whose category the batch changed
+            (:func:`recategorised`), or None when there are none.
+        old_items: ``id, order_id`` as before the batch's first write, or None when the batch
+            changed no item that was there before (it only added items).
     """
     in_batch = F.col("_batch_id") == F.lit(batch_id)
-    found = [orders.where(in_batch).select("order_id"), *_through_items(items, products, old_items, in_batch)]
+    found = [
+        orders.where(in_batch).select("order_id"),
+        *_through_items(items, recategorised, old_items, in_batch),
+    ]
     return _union(found).distinct()
+
+
+def recategorised(products: DataFrame, old_products: DataFrame, batch_id: str) -> DataFrame:
+    """``id`` of the products the batch wrote whose category differs from their earlier version.
+
+    Only a product's category reaches the KPIs (a sale's price is the item's), and a product new
+    in the batch has no earlier published item (an item waits for its product in the park, and
+    one released comes with the batch), so no other product written by the batch changes an
+    order that the batch did not write.
+
+    Args:
+        products: current ``id, category, _batch_id``.
+        old_products: ``id, category`` as before the batch's first write.
+    """
+    mine = products.where(F.col("_batch_id") == F.lit(batch_id)).select("id", "category")
+    old = old_products.select("id", F.col("category").alias("old_category"))
+    moved = mine.join(old, "id").where(~F.col("category").eqNullSafe(F.col("old_category")))
+    return moved.select("id")
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
@@ -374,17 +397,17 @@ def _union(frames: list[DataFrame]) -> DataFrame:
 
 
 def _through_items(
-    items: DataFrame, products: DataFrame | None, old_items: DataFrame | None, in_batch: Column
+    items: DataFrame, changed_products: DataFrame | None, old_items: DataFrame | None, in_batch: Column
 ) -> list[DataFrame]:
     """``order_id`` of the orders a batch reaches through items: of the items it wrote, of those
-    items before (their previous order), and of the items of the products it wrote."""
+    items before (their previous order), and of the items of ``changed_products`` (``id``)."""
     changed_items = items.where(in_batch).select("id", "order_id")
     order_ids = [changed_items.select("order_id")]
     if old_items is not None:
         order_ids.append(old_items.join(changed_items.select("id"), "id", "left_semi").select("order_id"))
-    if products is not None:
-        changed_products = products.where(in_batch).select(F.col("id").alias("product_id"))
-        order_ids.append(items.join(changed_products, "product_id", "left_semi").select("order_id"))
+    if changed_products is not None:
+        product_ids = changed_products.select(F.col("id").alias("product_id"))
+        order_ids.append(items.join(product_ids, "product_id", "left_semi").select("order_id"))
     return order_ids
 
 
@@ -421,7 +444,8 @@ def touched_dates(
     # semi-joined with stays no bigger than the orders. The planner broadcasts it from the
     # driver; with every item's order id in it, up to three times over (12M ids at 5M items),
     # a second such query in one 2 GB driver failed ("Not enough memory to build and broadcast").
-    touched = _union(_through_items(items, products, old_items, in_batch))
+    changed_products = None if products is None else products.where(in_batch)
+    touched = _union(_through_items(items, changed_products, old_items, in_batch))
     dated = with_order_date(orders)
     # The batch's own orders give their dates directly; the others are looked up.
     result = dated.where(in_batch).select("order_date")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from py4j.protocol import Py4JError
+from pyspark import StorageLevel
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -279,24 +281,32 @@ def upsert(
         # change nothing: leave them out, so an unchanged batch commits nothing at all. Only the
         # target rows sharing a key with the source can do that.
         source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
-        matching = table.toDF().join(source_keys, keys, "left_semi")
-        if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
-            return _append(spark, uri, table, source, batch_id, previous)
-        changes = source.alias("s").join(
-            broadcast_if_small(matching, source_rows).alias("t"),
-            F.expr(f"{on} AND NOT ({changed})"),
-            "left_anti",
-        )
-        if changes.isEmpty():
-            return WriteOutcome(uri, previous, 0, 0, previous)
-        with tagged(spark, batch_id):
-            (
-                table.alias("t")
-                .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
-                .whenMatchedUpdateAll(condition=changed)
-                .whenNotMatchedInsertAll()
-                .execute()
+        # At most one target row per source key, with the columns ``changed`` compares: kept, so
+        # the table is scanned for them once.
+        target = table.toDF()
+        compared = [c for c in target.columns if c in keys or re.search(rf"\bt\.`?{re.escape(c)}\b", changed)]
+        matching = target.select(*compared).join(source_keys, keys, "left_semi")
+        matching = matching.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
+                return _append(spark, uri, table, source, batch_id, previous)
+            changes = source.alias("s").join(
+                broadcast_if_small(matching, source_rows).alias("t"),
+                F.expr(f"{on} AND NOT ({changed})"),
+                "left_anti",
             )
+            if changes.isEmpty():
+                return WriteOutcome(uri, previous, 0, 0, previous)
+            with tagged(spark, batch_id):
+                (
+                    table.alias("t")
+                    .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
+                    .whenMatchedUpdateAll(condition=changed)
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )
+        finally:
+            matching.unpersist()
         version, metrics = _last_commit(table)
     except _ERRORS as exc:
         raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
@@ -472,6 +482,9 @@ class Commit:
     timestamp: dt.datetime  # when it was committed (UTC)
     operation: str
     batch_id: str | None  # the tag of :func:`tagged`; None for untagged commits (e.g. maintenance)
+    # True when the commit only added rows (an append, a MERGE that updated and deleted none, the
+    # CREATE TABLE): every row that was there before is there after, unchanged.
+    inserts_only: bool = False
 
 
 def commits(spark: SparkSession, uri: str) -> list[Commit]:
@@ -486,7 +499,15 @@ def commits(spark: SparkSession, uri: str) -> list[Commit]:
             .history()
             # Epoch microseconds, not the timestamp itself: PySpark turns a timestamp into a naive
             # datetime in the Python process's local time zone, whatever the session's.
-            .select("version", F.unix_micros("timestamp").alias("micros"), "operation", "userMetadata")
+            .select(
+                "version",
+                F.unix_micros("timestamp").alias("micros"),
+                "operation",
+                "userMetadata",
+                F.col("operationParameters").getItem("mode").alias("mode"),
+                F.col("operationMetrics").getItem("numTargetRowsUpdated").alias("updated"),
+                F.col("operationMetrics").getItem("numTargetRowsDeleted").alias("deleted"),
+            )
             .collect()
         )
     except _ERRORS as exc:
@@ -497,10 +518,25 @@ def commits(spark: SparkSession, uri: str) -> list[Commit]:
             dt.datetime.fromtimestamp(r["micros"] / 1_000_000, dt.UTC),
             str(r["operation"]),
             r["userMetadata"],
+            _inserts_only(r["operation"], r["mode"], r["updated"], r["deleted"]),
         )
         for r in rows
     ]
     return sorted(out, key=lambda c: c.version)
+
+
+def _inserts_only(operation: str, mode: str | None, updated: str | None, deleted: str | None) -> bool:
+    if operation == "CREATE TABLE":
+        return True
+    if operation == "WRITE":
+        return mode == "Append"
+    return operation == "MERGE" and updated == "0" and deleted == "0"
+
+
+def changed_existing_rows(history: list[Commit], batch_id: str) -> bool:
+    """Whether ``batch_id``'s commits in a table's ``history`` (:func:`commits`) may have changed
+    or removed rows that were there before it (anything but appends and MERGEs that only inserted)."""
+    return any(c.batch_id == batch_id and not c.inserts_only for c in history)
 
 
 @dataclass(frozen=True)
