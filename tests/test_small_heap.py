@@ -154,7 +154,7 @@ def _run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess
 
 
 def _errors(stderr: str) -> list[str]:
-    """The job's ERROR log lines (their first 500 characters: a JVM error's message, not its trace)."""
+    """The job's ERROR log lines, each with its exception's own lines (not the JVM's stack trace)."""
     out = []
     for line in stderr.splitlines():
         try:
@@ -162,7 +162,11 @@ def _errors(stderr: str) -> list[str]:
         except ValueError:
             continue
         if isinstance(entry, dict) and entry.get("level") == "ERROR":
-            out.append(str(entry.get("message", ""))[:500])
+            trace = str(entry.get("exception", "")).splitlines()
+            out += [
+                str(entry.get("message", "")),
+                *[t[:300] for t in trace if "Error" in t or "Exception" in t],
+            ]
     return out
 
 
