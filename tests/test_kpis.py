@@ -210,3 +210,31 @@ def test_only_a_product_whose_category_changed_reaches_orders_through_its_items(
         "id long, category string, _batch_id string",
     )
     assert sorted(r["id"] for r in kpis.recategorised(after, before, "b2").collect()) == [102, 103]
+
+
+def test_a_customers_other_order_that_day_keeps_them_counted_when_one_order_moves(
+    spark: SparkSession,
+) -> None:
+    """User 10 has orders 1 and 2 on 03-01; the batch moves order 2 to 03-02. Only order 2 is
+    affected, yet 03-01 keeps user 10 through order 1: its count of customers does not change."""
+    schema = "order_id long, user_id long, status string, created_at timestamp"
+    first, second = dt.datetime(2025, 3, 1, 9), dt.datetime(2025, 3, 2, 9)
+    before = kpis.State(
+        spark.createDataFrame(
+            [(1, 10, "complete", first), (2, 10, "complete", first), (3, 11, "complete", second)], schema
+        ),
+        None,
+        None,
+    )
+    after = kpis.State(
+        spark.createDataFrame(
+            [(1, 10, "complete", first), (2, 10, "complete", second), (3, 11, "complete", second)], schema
+        ),
+        None,
+        None,
+    )
+    affected = spark.createDataFrame([(2,)], "order_id long")
+    change, _ = kpis.parts_change(before, after, affected, broadcast=True)
+    assert change is not None
+    got = {r["order_date"].day: (r["total_orders"], r["unique_customers"]) for r in change.collect()}
+    assert got == {1: (-1, 0), 2: (1, 1)}

@@ -275,14 +275,15 @@ def parts_change(
 
     ``affected`` must hold every order the batch changed, every order an item it changed belongs
     (or belonged) to, and every order holding an item of a product it changed: any other order has
-    the same lines, date and categories in both states, so it adds the same to both. Every line of
-    an affected order is counted, so the orders per category are exact; unique customers are
-    counted over every order of the affected (date, user) pairs of either state, looked up in the
-    whole table (a user's other orders that day count too). A key whose parts did not change has
-    a row of zeros, so every touched key is there. ``broadcast``: ``affected`` is small enough to
-    be sent to every task (as are then the (date, user) pairs, at most twice as many). ``keep`` is
-    applied to each state's affected orders and their lines (few rows, each used several times:
-    the caller can persist them).
+    the same row, lines, date and categories in both states, so it adds the same to both. Every
+    line of an affected order is counted, so the orders per category are exact; unique customers
+    are counted over every order of the affected (date, user) pairs of either state: the affected
+    orders of that state, and the pair's other orders, the same in both states and so looked up
+    once, in the whole table of one of them (a user's other orders that day count too). A key
+    whose parts did not change has a row of zeros, so every touched key is there. ``broadcast``:
+    ``affected`` is small enough to be sent to every task (as are then the (date, user) pairs, at
+    most twice as many). ``keep`` is applied to each state's affected orders and their lines, and
+    to the pairs' other orders (few rows, each used several times: the caller can persist them).
     """
 
     def hinted(frame: DataFrame) -> DataFrame:
@@ -299,7 +300,15 @@ def parts_change(
         found = frame.select("order_date", "user_id")
         pairs = found if pairs is None else pairs.unionByName(found)
     assert pairs is not None
-    pairs = hinted(pairs.distinct())
+    day_user = ["order_date", "user_id"]
+    pairs = hinted(pairs.where(F.col("order_date").isNotNull() & F.col("user_id").isNotNull()).distinct())
+    either = dated[1] if 1 in dated else dated[-1]
+    others = keep(
+        either.join(ids, "order_id", "left_anti")
+        .join(pairs, day_user, "left_semi")
+        .select(*day_user)
+        .distinct()
+    )
     order_frames, category_frames = [], []
     for state, sign in states:
         day = ["order_date"]
@@ -309,10 +318,13 @@ def parts_change(
             .agg(F.count(F.lit(1)).alias("total_orders"), _returned(F.col("status")).alias("returned_orders"))
         )
         customers = (
-            dated[sign]
-            .join(pairs, ["order_date", "user_id"], "left_semi")
+            mine[sign]
+            .select(*day_user)
+            .join(pairs, day_user, "left_semi")
+            .unionByName(others)
+            .distinct()
             .groupBy("order_date")
-            .agg(F.countDistinct("user_id").alias("unique_customers"))
+            .agg(F.count(F.lit(1)).alias("unique_customers"))
         )
         order_frames += [_long_form(f, day, _ORDER_TYPES, sign) for f in (counts, customers)]
         if state.items is None:
