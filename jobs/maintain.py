@@ -24,7 +24,7 @@ from common.io.spark import build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import load_settings
 from common.usecases.maintain_lake import run_maintenance
-from common.usecases.report import format_maintenance
+from common.usecases.report.summary import format_maintenance
 from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("jobs.maintain")

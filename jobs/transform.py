@@ -20,8 +20,8 @@ from common.io.results import BatchStatus, TransformResult, read_result, write_r
 from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import load_settings
-from common.usecases.report import format_transform
-from common.usecases.reporting import publish_transform
+from common.usecases.report.publish import publish_transform
+from common.usecases.report.summary import format_transform
 from common.usecases.transform_batch import run_transform
 from jobs.exit_codes import ExitCode
 

@@ -25,8 +25,8 @@ from common.io.results import BatchStatus, ValidationResult, write_result
 from common.io.spark import BatchSize, build_spark, stop_spark
 from common.logs import configure_logging
 from common.settings import Settings, load_settings
-from common.usecases.report import format_validation
-from common.usecases.reporting import publish_validation
+from common.usecases.report.publish import publish_validation
+from common.usecases.report.summary import format_validation
 from common.usecases.validate_batch import checked_bytes, inspect_batch, run_validation
 from jobs.exit_codes import ExitCode
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,27 @@ from tests.minio_server import Minio
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "ecom-lake"  # the S3 tests' bucket in the session's MinIO
+
+
+def run_local_job(module: str, args: list[str], cwd: Path, heap: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` as its own process on a local lake: local[2], JSON logs, a driver
+    heap of ``heap``, and none of this shell's ECOM_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        ECOM_SPARK_MASTER="local[2]",
+        ECOM_LOG_FORMAT="json",
+        ECOM_SPARK_DRIVER_MEMORY=heap,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def run_validate(spark: SparkSession, lake: Path, *args: str) -> tuple[int, dict[str, Any] | None]:

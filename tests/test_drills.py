@@ -32,7 +32,7 @@ from common.generator import GeneratorConfig, generate_batch
 from tests.aws_stack import create_kpi_tables, create_lock_table
 from tests.conftest import read_s3_with
 from tests.fault_proxy import DYNAMODB_THROTTLED, S3_SLOW_DOWN, Fault, FaultProxy, fault_proxy
-from tests.helpers import ROOT, job_env, read_json, upload_batch
+from tests.helpers import job_env, read_json, run_local_job, upload_batch
 from tests.minio_server import Minio
 from tests.moto_server import client, moto_server
 
@@ -498,22 +498,7 @@ def test_a_200_mb_line_is_refused_in_bounded_memory(tmp_path: Path) -> None:
         for _ in range(200):
             out.write("x" * (1 << 20))
         out.write(",2024-01-01T10:00:00,,,,1\n3,1,complete,2024-01-02T10:00:00,,,,2\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        ECOM_SPARK_MASTER="local[2]",
-        ECOM_LOG_FORMAT="json",
-        ECOM_SPARK_DRIVER_MEMORY="2g",
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "jobs.validate", "--batch-id", "big", "--orders", str(orders)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_local_job("jobs.validate", ["--batch-id", "big", "--orders", str(orders)], tmp_path, "2g")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "lake" / "_results" / "big" / "validate.json").read_text())
     assert result["status"] == "FAILED"

@@ -11,9 +11,6 @@ corrects a thousand of them and adds a thousand more must pass, with its counts 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +26,7 @@ from common.settings import Settings
 from common.usecases.validate_batch import validated_properties
 from jobs import transform
 from tests.conftest import write_csv
-from tests.helpers import ROOT
+from tests.helpers import run_local_job
 
 pytestmark = pytest.mark.slow
 
@@ -134,25 +131,6 @@ def _batch(folder: Path) -> Path:
     return path
 
 
-def _run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        ECOM_SPARK_MASTER="local[2]",
-        ECOM_LOG_FORMAT="json",
-        ECOM_SPARK_DRIVER_MEMORY=HEAP,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
 def _errors(stderr: str) -> list[str]:
     """The job's ERROR log lines, each with its exception's own lines (not the JVM's stack trace)."""
     out = []
@@ -181,9 +159,8 @@ def test_a_small_batch_into_a_big_lake_runs_in_the_smallest_heap(spark: SparkSes
     assert transform.main(["--batch-id", HISTORY, "--lake-root", str(lake)], spark=spark) == 0
 
     items = _batch(tmp_path)
-    validated = _run(
-        "jobs.validate", ["--batch-id", DAY, "--order-items", str(items), "--lake-root", str(lake)], tmp_path
-    )
+    args = ["--batch-id", DAY, "--order-items", str(items), "--lake-root", str(lake)]
+    validated = run_local_job("jobs.validate", args, tmp_path, HEAP)
     assert validated.returncode == 0, _errors(validated.stderr)
     result = json.loads((lake / "_results" / DAY / "validate.json").read_text())
     assert result["status"] == "SUCCEEDED", result["errors"]
@@ -192,7 +169,9 @@ def test_a_small_batch_into_a_big_lake_runs_in_the_smallest_heap(spark: SparkSes
     assert published["validated_table"]["rows_updated"] == CORRECTED
     assert published["validated_table"]["rows_inserted"] == NEW
 
-    transformed = _run("jobs.transform", ["--batch-id", DAY, "--lake-root", str(lake)], tmp_path)
+    transformed = run_local_job(
+        "jobs.transform", ["--batch-id", DAY, "--lake-root", str(lake)], tmp_path, HEAP
+    )
     assert transformed.returncode == 0, _errors(transformed.stderr)
     kpis = json.loads((lake / "_results" / DAY / "transform.json").read_text())
     assert kpis["status"] == "SUCCEEDED"

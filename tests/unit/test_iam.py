@@ -24,7 +24,7 @@ from common.io.manifest import Batch, pin_versions
 from common.io.results import summary_uri
 from common.io.storage import ObjectVersion
 from common.settings import Settings
-from common.usecases.reporting import SAMPLES_FILE
+from common.usecases.report.publish import SAMPLES_FILE
 from orchestration.config import Config
 from orchestration.dispatch import execution_input
 from tests.aws_stack import RESOURCES

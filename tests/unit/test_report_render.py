@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.io.results import BatchStatus, DatasetResult, ParkResult, ValidationResult
-from common.usecases.html_report import RunRow, flag_jumps, render_batch_report
+from common.usecases.report.page import RunRow, flag_jumps, render_batch_report
 
 MARKUP = "<script>document.title='pwned'</script>"
 FORMULA = '=HYPERLINK("http://example.invalid","x")'
@@ -84,7 +84,7 @@ def test_the_park_is_shown_in_the_report_the_terminal_and_the_ledger() -> None:
     import re
 
     from common.io.runs import park_counts
-    from common.usecases.report import format_validation
+    from common.usecases.report.summary import format_validation
 
     result = _parked_result()
     html = render_batch_report(result, {})

@@ -27,7 +27,7 @@ CHART_DATES = 31  # the KPI charts show the latest touched dates, up to this man
 MAX_CELL = 120  # characters of one value shown in a sample row
 
 _env = Environment(
-    loader=PackageLoader("common.usecases", "templates"),
+    loader=PackageLoader("common.usecases.report", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,

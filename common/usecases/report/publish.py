@@ -18,7 +18,7 @@ from common.errors import PipelineError
 from common.io import runs, storage
 from common.io.lake import Lake, beside, report_uri
 from common.io.results import TransformResult, ValidationResult
-from common.usecases.html_report import KpiView, RunRow, render_batch_report, render_index
+from common.usecases.report.page import KpiView, RunRow, render_batch_report, render_index
 
 if TYPE_CHECKING:
     from common.settings import Settings
