@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from py4j.protocol import Py4JError
-from pyspark import StorageLevel
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -281,32 +279,24 @@ def upsert(
         # change nothing: leave them out, so an unchanged batch commits nothing at all. Only the
         # target rows sharing a key with the source can do that.
         source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
-        # At most one target row per source key, with the columns ``changed`` compares: kept, so
-        # the table is scanned for them once.
-        target = table.toDF()
-        compared = [c for c in target.columns if c in keys or re.search(rf"\bt\.`?{re.escape(c)}\b", changed)]
-        matching = target.select(*compared).join(source_keys, keys, "left_semi")
-        matching = matching.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
-                return _append(spark, uri, table, source, batch_id, previous)
-            changes = source.alias("s").join(
-                broadcast_if_small(matching, source_rows).alias("t"),
-                F.expr(f"{on} AND NOT ({changed})"),
-                "left_anti",
+        matching = table.toDF().join(source_keys, keys, "left_semi")
+        if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
+            return _append(spark, uri, table, source, batch_id, previous)
+        changes = source.alias("s").join(
+            broadcast_if_small(matching, source_rows).alias("t"),
+            F.expr(f"{on} AND NOT ({changed})"),
+            "left_anti",
+        )
+        if changes.isEmpty():
+            return WriteOutcome(uri, previous, 0, 0, previous)
+        with tagged(spark, batch_id):
+            (
+                table.alias("t")
+                .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
+                .whenMatchedUpdateAll(condition=changed)
+                .whenNotMatchedInsertAll()
+                .execute()
             )
-            if changes.isEmpty():
-                return WriteOutcome(uri, previous, 0, 0, previous)
-            with tagged(spark, batch_id):
-                (
-                    table.alias("t")
-                    .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
-                    .whenMatchedUpdateAll(condition=changed)
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )
-        finally:
-            matching.unpersist()
         version, metrics = _last_commit(table)
     except _ERRORS as exc:
         raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
