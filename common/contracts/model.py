@@ -3,8 +3,9 @@
 Rule kinds form a discriminated union on ``rule``. Each kind owns, in one class, its arguments,
 its reason codes, their descriptions and its failure condition, written as a Spark SQL boolean
 expression over the parsed columns (and ``_raw_<col>``, the cleaned text) that is true when a
-row breaks the rule. The engine evaluates those expressions; adding a rule kind touches this module
-only.
+row breaks the rule; a code that names a column is made by :func:`reasons.code`. The engine
+evaluates those expressions: adding a rule kind touches this module, its mapping from ODCS
+(:mod:`common.contracts.odcs`) and the reason codes of docs/contracts.md, not the engine.
 """
 
 from __future__ import annotations
@@ -137,10 +138,10 @@ class NotNullRule(_Rule):
 
     def conditions(self) -> list[tuple[str, str]]:
         # The cleaned text, not the parsed value: "missing" must not be confused with "did not parse".
-        return [(f"not_null:{c}", f"{quote_identifier(raw(c))} IS NULL") for c in self.columns]
+        return [(reasons.code(self.rule, c), f"{quote_identifier(raw(c))} IS NULL") for c in self.columns]
 
     def default_description(self, code: str) -> str:
-        return f"{code.split(':', 1)[1]} must not be empty"
+        return f"{reasons.column_of(code)} must not be empty"
 
 
 class AllowedValuesRule(_Rule):
@@ -159,7 +160,7 @@ class AllowedValuesRule(_Rule):
         values = [v.lower() for v in self.values] if self.ignore_case else self.values
         subject = f"lower({column})" if self.ignore_case else column
         listed = ", ".join(quote_literal(v) for v in values)
-        return [(f"allowed_values:{self.column}", f"{subject} NOT IN ({listed})")]
+        return [(reasons.code(self.rule, self.column), f"{subject} NOT IN ({listed})")]
 
     def default_description(self, code: str) -> str:
         case = " (case-insensitive)" if self.ignore_case else ""
@@ -179,7 +180,7 @@ class _BoundRule(_Rule):
 
     def conditions(self) -> list[tuple[str, str]]:
         condition = f"{quote_identifier(self.column)} {self._broken_when} {_number(self.value)}"
-        return [(f"{self.rule}:{self.column}", condition)]  # type: ignore[attr-defined]
+        return [(reasons.code(self.rule, self.column), condition)]  # type: ignore[attr-defined]
 
     def default_description(self, code: str) -> str:
         return f"{self.column} must be {self._word} {self.value:g}"

@@ -1,7 +1,7 @@
 """Reason codes that do not come from a contract's rule list: their names and descriptions, once.
 
 Codes of declared rules (``not_null:<col>``, ``min:<col>``, an expression's name, ...) are owned by
-the rule kinds in :mod:`common.contracts.model`.
+the rule kinds in :mod:`common.contracts.model`; those that name a column are made by :func:`code`.
 """
 
 from __future__ import annotations
@@ -10,24 +10,35 @@ MALFORMED_ROW = "malformed_row"
 DUPLICATE_KEY = "duplicate_key"
 
 
+def code(kind: str, column: str) -> str:
+    """The reason code of a rule of ``kind`` broken in ``column``: ``<kind>:<column>``. Every code
+    that names a column is made here, those of declared rules included."""
+    return f"{kind}:{column}"
+
+
+def column_of(reason: str) -> str:
+    """The column a code made by :func:`code` names."""
+    return reason.split(":", 1)[1]
+
+
 def type_code(column: str) -> str:
-    return f"type:{column}"
+    return code("type", column)
 
 
 def encoding_code(column: str) -> str:
-    return f"encoding:{column}"
+    return code("encoding", column)
 
 
 def parent_missing_code(column: str) -> str:
-    return f"parent_missing:{column}"
+    return code("parent_missing", column)
 
 
 def parent_quarantined_code(column: str) -> str:
-    return f"parent_quarantined:{column}"
+    return code("parent_quarantined", column)
 
 
 def parent_never_arrived_code(column: str) -> str:
-    return f"parent_never_arrived:{column}"
+    return code("parent_never_arrived", column)
 
 
 def type_description(column: str, type_name: str) -> str:
