@@ -225,6 +225,7 @@ def _validate_in_process(
     return validate.main(argv, spark=spark)
 
 
+@pytest.mark.slow  # an object overwritten under the job: a drill (~19 s), in `make drills`
 def test_a_raw_file_overwritten_before_validation_is_read_as_it_arrived(
     minio: Minio, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,6 +257,7 @@ def test_a_raw_file_overwritten_before_validation_is_read_as_it_arrived(
     assert DeltaTable.forPath(spark, table).history().count() == history
 
 
+@pytest.mark.slow  # an object overwritten under the job: a drill (~19 s), in `make drills`
 def test_a_raw_file_overwritten_while_validation_reads_it_fails_the_batch(
     minio: Minio, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -166,6 +166,7 @@ def test_rerunning_a_batch_changes_nothing(
         assert second["datasets"][name]["validated_table"]["rows_updated"] == 0
 
 
+@pytest.mark.slow  # a crash drill (~12 s), in `make drills`
 def test_a_run_killed_creating_a_table_is_repaired_by_the_rerun(
     spark: SparkSession, tmp_path: Path, defective_batch: tuple[Path, dict[str, Any]]
 ) -> None:
