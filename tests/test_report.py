@@ -67,6 +67,7 @@ def _open(browser: Any, path: Path) -> tuple[Any, list[str], list[str]]:
     return page, errors, requests
 
 
+@pytest.mark.slow  # a batch, then Debian's chromium through Playwright (~25 s), in `make drills`
 def test_the_report_shows_the_results_numbers_in_a_browser_and_runs_nothing(
     spark: SparkSession, tmp_path: Path, browser: Any
 ) -> None:
