@@ -37,15 +37,7 @@ def run_local_job(module: str, args: list[str], cwd: Path, heap: str) -> subproc
         ECOM_LOG_FORMAT="json",
         ECOM_SPARK_DRIVER_MEMORY=heap,
     )
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run([sys.executable, "-m", module, *args], env, cwd)
 
 
 def run_validate(spark: SparkSession, lake: Path, *args: str) -> tuple[int, dict[str, Any] | None]:

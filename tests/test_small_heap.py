@@ -40,7 +40,7 @@ CATEGORIES = ["Jeans", "Socks", "Hats", "Tops", "Shoes"]
 
 def _day(order_id: Column) -> Column:
     """An order's creation time: spread over two years of dates, as ids and dates are unrelated."""
-    seconds = (F.xxhash64(order_id) % (730 * 86_400) + 730 * 86_400) % (730 * 86_400)
+    seconds = F.pmod(F.xxhash64(order_id), F.lit(730 * 86_400))
     return F.timestamp_seconds(F.lit(1_704_067_200) + seconds)  # from 2024-01-01
 
 

@@ -301,7 +301,8 @@ def parts_change(
         pairs = found if pairs is None else pairs.unionByName(found)
     assert pairs is not None
     day_user = ["order_date", "user_id"]
-    pairs = hinted(pairs.where(F.col("order_date").isNotNull() & F.col("user_id").isNotNull()).distinct())
+    known = F.col("order_date").isNotNull() & F.col("user_id").isNotNull()  # a null pair matches none
+    pairs = hinted(pairs.where(known).distinct())
     either = dated[1] if 1 in dated else dated[-1]
     others = keep(
         either.join(ids, "order_id", "left_anti")
@@ -320,7 +321,7 @@ def parts_change(
         customers = (
             mine[sign]
             .select(*day_user)
-            .join(pairs, day_user, "left_semi")
+            .where(known)
             .unionByName(others)
             .distinct()
             .groupBy("order_date")
