@@ -55,6 +55,28 @@ CATEGORY_DAILY_SCHEMA = T.StructType(
         *STAMP.fields,
     ]
 )
+
+
+@dataclass(frozen=True)
+class KpiTable:
+    """A KPI table transform writes: its name, the columns that key a row, its declared schema."""
+
+    name: str
+    keys: tuple[str, ...]
+    schema: T.StructType
+    description: str
+
+
+ORDER_DAILY = KpiTable(
+    "order_daily", ("order_date",), ORDER_DAILY_SCHEMA, "Daily order KPIs, one row per order date."
+)
+CATEGORY_DAILY = KpiTable(
+    "category_daily",
+    ("category", "order_date"),
+    CATEGORY_DAILY_SCHEMA,
+    "Daily KPIs per product category and order date.",
+)
+KPI_TABLES = (ORDER_DAILY, CATEGORY_DAILY)
 # Each KPI row's additive parts: the rates and averages are computed from them (rounded once). A
 # stored row gives them back exactly (money keeps its 2 places), so a batch's change can be added.
 ORDER_PARTS = ["total_orders", "returned_orders", "unique_customers", "revenue", "net", "total_items_sold"]

@@ -47,11 +47,14 @@ class WriteStats:
 
 
 def dynamodb_client(settings: Settings) -> Any:
+    """The jobs' one DynamoDB client policy (the KPI tables and the lake's lease): botocore's
+    standard retries, 5 attempts in all, for throttling and 5xx; :func:`batch_write` then retries
+    the unprocessed items itself."""
     return boto3.client(
         "dynamodb",
         endpoint_url=settings.dynamodb_endpoint_url,
         region_name=settings.aws_region,
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
     )
 
 

@@ -24,11 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.errors import PipelineError
+from common.io.dynamo import dynamodb_client
 from common.io.storage import is_s3
 
 if TYPE_CHECKING:
@@ -191,12 +190,7 @@ def lake_lease(settings: Settings, job: str) -> Iterator[LeaseCheck]:
             )
         yield _NoLease()
         return
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=settings.dynamodb_endpoint_url,
-        region_name=settings.aws_region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    client = dynamodb_client(settings)
     lease = LakeLease(
         client, settings.lake_lock_table, settings.lake_root, job, settings.lake_lock_ttl_seconds
     )

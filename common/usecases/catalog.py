@@ -81,13 +81,10 @@ def dataset_tables(lake: Lake, contracts: dict[str, Contract]) -> list[LakeTable
 
 def kpi_tables(lake: Lake) -> list[LakeTable]:
     """The KPI tables transform writes."""
-    out: list[LakeTable] = []
-    for table, schema, about in (
-        ("order_daily", kpis.ORDER_DAILY_SCHEMA, "Daily order KPIs, one row per order date."),
-        ("category_daily", kpis.CATEGORY_DAILY_SCHEMA, "Daily KPIs per product category and order date."),
-    ):
-        out.append(LakeTable("kpi", table, catalog_uri(lake.kpi(table)), schema, about, {}))
-    return out
+    return [
+        LakeTable("kpi", t.name, catalog_uri(lake.kpi(t.name)), t.schema, t.description, {})
+        for t in kpis.KPI_TABLES
+    ]
 
 
 def _quote(text: str) -> str:

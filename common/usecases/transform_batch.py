@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from common.engine import kpis
 from common.io import delta, dynamo
@@ -35,19 +34,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ORDER_KEYS = ["order_date"]
-CATEGORY_KEYS = ["category", "order_date"]
-
 
 @dataclass
 class KpiOutput:
-    table: str
-    keys: list[str]
-    schema: T.StructType  # declared in the engine: the table is created from it, the catalog shows it
+    spec: kpis.KpiTable  # declared in the engine: the table is created from it, the catalog shows it
     rows: int = 0
     delta: dict[str, Any] | None = None
     dynamodb: dict[str, Any] | None = None
     data: list[dict[str, Any]] = field(default_factory=list)  # the rows written (small: dates x categories)
+
+    @property
+    def table(self) -> str:
+        return self.spec.name
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.spec.keys)
 
 
 @dataclass
@@ -140,9 +142,9 @@ def _write_output(
             deletes = [dict(zip(output.keys, key, strict=True)) for key in sorted(previous - current)]
             stats = dynamo.batch_write(client, dynamo_table, items, deletes, output.keys)
             output.dynamodb = {"table": dynamo_table, **stats.__dict__}
-        delta.evolve(spark, uri, output.schema, migrate=False)  # a table written before a column existed
+        delta.evolve(spark, uri, output.spec.schema, migrate=False)  # a table written before a column existed
         outcome = delta.replace_where(
-            spark, uri, frame, output.schema, f"order_date IN ({_date_list(dates)})", batch_id
+            spark, uri, frame, output.spec.schema, f"order_date IN ({_date_list(dates)})", batch_id
         )
         output.delta = outcome.as_dict()
 
@@ -293,7 +295,7 @@ def _transform(
     if orders is None or items is None:
         outcome.notes.append("no validated orders or order items yet: nothing to compute")
         return outcome
-    tables = ["order_daily"] + ([] if products is None else ["category_daily"])
+    tables = [kpis.ORDER_DAILY.name] + ([] if products is None else [kpis.CATEGORY_DAILY.name])
     before = kpis.State(
         validated.before_batch("orders", ORDER_COLUMNS, batch_id),
         validated.before_batch("order_items", ITEM_COLUMNS, batch_id),
@@ -416,22 +418,28 @@ def _added(
     if not touched:
         return None
     where = f"order_date IN ({_date_list(outcome.touched_dates)})"
-    stored = _stored_parts(spark, lake.kpi("order_daily"), bases["order_daily"], where, kpis.order_parts_of)
+    stored = _stored_parts(
+        spark, lake.kpi(kpis.ORDER_DAILY.name), bases[kpis.ORDER_DAILY.name], where, kpis.order_parts_of
+    )
     order_parts = (
         order_change
         if stored is None
-        else kpis.apply_change(stored, order_change, ORDER_KEYS, kpis.ORDER_PARTS)
+        else kpis.apply_change(stored, order_change, list(kpis.ORDER_DAILY.keys), kpis.ORDER_PARTS)
     )
     order_frame = kpis.order_from_parts(order_parts.where("total_orders > 0"))
     if products is None or category_change is None:
         return order_frame, None
     stored = _stored_parts(
-        spark, lake.kpi("category_daily"), bases["category_daily"], where, kpis.category_parts_of
+        spark,
+        lake.kpi(kpis.CATEGORY_DAILY.name),
+        bases[kpis.CATEGORY_DAILY.name],
+        where,
+        kpis.category_parts_of,
     )
     category_parts = (
         category_change
         if stored is None
-        else kpis.apply_change(stored, category_change, CATEGORY_KEYS, kpis.CATEGORY_PARTS)
+        else kpis.apply_change(stored, category_change, list(kpis.CATEGORY_DAILY.keys), kpis.CATEGORY_PARTS)
     )
     return order_frame, kpis.category_from_parts(category_parts.where("items > 0"))
 
@@ -451,7 +459,7 @@ def _publish(
     stamp = {"batch_id": F.lit(batch_id), "computed_at": F.lit(computed_at.isoformat())}
     frames = [
         (
-            KpiOutput("order_daily", ORDER_KEYS, kpis.ORDER_DAILY_SCHEMA),
+            KpiOutput(kpis.ORDER_DAILY),
             order_frame.withColumns(stamp),
             settings.dynamodb_order_table,
         )
@@ -461,7 +469,7 @@ def _publish(
     else:
         frames.append(
             (
-                KpiOutput("category_daily", CATEGORY_KEYS, kpis.CATEGORY_DAILY_SCHEMA),
+                KpiOutput(kpis.CATEGORY_DAILY),
                 category_frame.withColumns(stamp),
                 settings.dynamodb_category_table,
             )

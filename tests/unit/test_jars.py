@@ -172,9 +172,10 @@ def _choices(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[tuple[str, 
 def test_each_job_sizes_its_batch_before_the_jvm_starts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from common.usecases import lifecycle
     from jobs import run, transform, validate
 
-    chosen = _choices(monkeypatch, validate, transform, run)
+    chosen = _choices(monkeypatch, lifecycle)
     files = [tmp_path / "p.csv", tmp_path / "o.csv"]
     files[0].write_bytes(b"id,name\n1,a\n")  # 12 bytes, not the products' columns
     header = b"order_id,user_id,status,created_at,returned_at,shipped_at,delivered_at,num_of_item\n"
@@ -192,9 +193,9 @@ def test_each_job_sizes_its_batch_before_the_jvm_starts(
     ]
     assert validate.main(args) == ExitCode.CONFIG
     assert run.main(args) == ExitCode.CONFIG
-    # validate sizes the files its header checks can use (no second look at each file); jobs.run,
-    # before validate runs inside it, every listed file
-    assert chosen == [("ecom-validate", BatchSize(input_bytes=121)), ("ecom-run", BatchSize(input_bytes=133))]
+    # both size the files their header checks can use (no second look at each file): not the
+    # products file, whose columns are not the products'
+    assert chosen == [("ecom-validate", BatchSize(input_bytes=121)), ("ecom-run", BatchSize(input_bytes=121))]
     validation = ValidationResult(
         batch_id="b1",
         status=BatchStatus.SUCCEEDED,

@@ -37,9 +37,9 @@ from tests.sfn_harness import (
 )
 
 # -- failure paths, with scripted containers ------------------------------------------------------
-# The jobs' own behaviour is proven in tests/test_state_machine.py (the real jobs in the containers)
-# and in their own tests; here each container's outcome is scripted (an exit code, and what the
-# real job would have written), so every path is cheap.
+# The jobs' own behaviour is proven in tests/integration/test_state_machine.py (the real jobs in
+# the containers) and in their own tests; here each container's outcome is scripted (an exit code,
+# and what the real job would have written), so every path is cheap.
 
 Script = dict[str, list[Any]]
 

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from common.contracts import DATASETS
 from common.generator import GeneratorConfig, generate_batch
 from common.io import delta
-from common.usecases import transform_batch
+from common.usecases import lifecycle, transform_batch
 from jobs import maintain, transform
 from tests import reference_kpis
 from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
@@ -84,7 +84,7 @@ def test_an_unexpected_failure_names_its_type_but_never_its_text(
     def fails(*_: Any) -> None:
         raise ValueError("cannot parse 'jane.doe@example.com' in row 7")
 
-    monkeypatch.setattr(transform, "run_transform", fails)
+    monkeypatch.setattr(lifecycle, "run_transform", fails)
     assert run_transform(spark, lake, "--batch-id", "t-err") == 1
     result = json.loads((lake / "_results" / "t-err" / "transform.json").read_text())
     assert result["status"] == "ERROR"

@@ -1,5 +1,5 @@
-"""The Dockerfile and compose file, checked statically (tests/test_container_run.py builds and runs
-the image)."""
+"""The Dockerfile and compose file, checked statically (tests/integration/test_container_run.py
+builds and runs the image)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 

@@ -22,7 +22,7 @@ from tests.moto_server import client, moto_server
 
 pytestmark = pytest.mark.container
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENGINE = str(ROOT / "docker" / "engine")
 IMAGE = "ecom-pipeline:local"
 BUCKET = "ecom-container"

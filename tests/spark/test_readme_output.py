@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 
 from jobs import generate, validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _demo_generate_args(out: Path) -> list[str]:

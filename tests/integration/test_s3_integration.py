@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from common.contracts.columns import SOURCE_FILE
 from common.generator import GeneratorConfig, generate_batch
+from common.usecases import lifecycle
 from jobs import validate
 from tests.aws_stack import CATEGORY_KPI_TABLE, ORDER_KPI_TABLE, create_kpi_tables, create_lock_table
 from tests.conftest import read_s3_with
@@ -268,14 +269,14 @@ def test_a_raw_file_overwritten_while_validation_reads_it_fails_the_batch(
     s3 = minio.client()
     orders = read_json(s3, manifest.removeprefix(f"s3://{VERSIONED}/"), VERSIONED)["files"]["orders"][0]
     header = s3.get_object(Bucket=VERSIONED, Key=orders.removeprefix(f"s3://{VERSIONED}/"))["Body"].readline()
-    looked = validate.inspect_batch
+    looked = lifecycle.inspect_batch
 
     def look_then_overwrite(*args: Any) -> Any:
         checks = looked(*args)  # the shop writes the key again, right after the job's first look
         s3.put_object(Bucket=VERSIONED, Key=orders.removeprefix(f"s3://{VERSIONED}/"), Body=header)
         return checks
 
-    monkeypatch.setattr(validate, "inspect_batch", look_then_overwrite)
+    monkeypatch.setattr(lifecycle, "inspect_batch", look_then_overwrite)
     assert _validate_in_process(minio, spark, manifest, monkeypatch) == 0
     result = read_json(s3, "lake/_results/v-2/validate.json", VERSIONED)
     assert result["status"] == "FAILED"
@@ -284,7 +285,7 @@ def test_a_raw_file_overwritten_while_validation_reads_it_fails_the_batch(
         "changed while this batch read it; re-run the batch, which reads the version recorded on arrival"
     )
     assert result["datasets"]["orders"]["validated_table"] is None
-    monkeypatch.setattr(validate, "inspect_batch", looked)
+    monkeypatch.setattr(lifecycle, "inspect_batch", looked)
     assert _validate_in_process(minio, spark, manifest, monkeypatch) == 0
     result = read_json(s3, "lake/_results/v-2/validate.json", VERSIONED)
     assert result["status"] == "SUCCEEDED"

@@ -19,7 +19,7 @@ from jobs import catalog, transform
 from tests.conftest import write_csv
 from tests.helpers import add_channel, edited_contracts, run_validate
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 DATABASE = "ecom_lake"
 TABLES = [f"{kind}_{name}" for name in DATASETS for kind in ("validated", "quarantine")] + [
     "kpi_order_daily",
