@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict, SettingsError
 
 from common.errors import ConfigurationError
@@ -226,6 +226,12 @@ class Settings(BaseSettings):
         default="auto", description="Log format: json in containers (auto = json when stderr is not a TTY)."
     )
     log_level: str = Field(default="INFO", description="Log level.")
+
+    # The run's AWS clients (common.io.aws builds them): one set per settings object, not a setting.
+    _clients: dict[tuple[str, str | None, str | None], Any] = PrivateAttr(default_factory=dict)
+
+    def clients(self) -> dict[tuple[str, str | None, str | None], Any]:
+        return self._clients
 
     def input_prefixes(self) -> list[str]:
         return [p.strip() for p in self.allowed_input_prefixes.split(",") if p.strip()]

@@ -151,6 +151,30 @@ def create_tables(ddb: Any) -> None:
 
 
 LARGE_BATCH_BYTES = 1_000_000  # the test stacks' LargeBatchBytes
+CLUSTER_BATCH_BYTES = 50_000_000  # their ClusterBatchBytes, when the stack has an EKS cluster
+NO_CLUSTER = "9007199254740991"  # what the template substitutes without a cluster: never reached
+EKS = {  # the stack's EKS parameters (a cluster's values, for the manifest: nothing is called)
+    "EksClusterName": "ecom-spark",
+    "EksEndpoint": "https://0123456789ABCDEF.gr7.us-east-1.eks.amazonaws.com",
+    "EksCertificateAuthority": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t",
+    "EksNamespace": "ecom-pipeline",
+    "EksServiceAccount": "ecom-spark",
+    "EksDriverCpu": "4",
+    "EksDriverMemory": "16Gi",
+    "EksDriverHeap": "12g",
+    "EksExecutorInstances": "8",
+    "EksExecutorCores": "4",
+    "EksExecutorMemory": "24g",
+    "ClusterShufflePartitions": "256",
+    "ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecom-pipeline:test",
+    "LakeRoot": "s3://ecom-data/lake",
+    "AllowedInputPrefixes": "s3://ecom-data/raw/",
+    "Region": "us-east-1",
+    "LakeLockTable": "ecom-lake-lock",
+    "GlueDatabase": "ecom_lake",
+    "OrderKpiTable": "kpi-order-daily",
+    "CategoryKpiTable": "kpi-category-daily",
+}
 
 
 def create_stack(
@@ -159,10 +183,12 @@ def create_stack(
     layout: str = "two-tasks",
     task_timeout: int = 600,
     execution_timeout: int = 1800,
+    eks: bool = False,
 ) -> Stack:
     """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment;
     ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``);
-    ``task_timeout`` both tasks' TimeoutSeconds; ``execution_timeout`` the execution's."""
+    ``task_timeout`` both tasks' TimeoutSeconds; ``execution_timeout`` the execution's; ``eks``:
+    the stack names an EKS cluster (batches of CLUSTER_BATCH_BYTES and more run there)."""
     s3 = boto3.client("s3", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -232,6 +258,8 @@ def create_stack(
             "LargeTaskCpu": "16384",
             "LargeTaskMemory": "65536",
             "LargeTaskShufflePartitions": "64",
+            "ClusterBatchBytes": str(CLUSTER_BATCH_BYTES) if eks else NO_CLUSTER,
+            **EKS,
         }
     )
     arn = sfn.create_state_machine(

@@ -151,3 +151,28 @@ def delta_kpis(lake: Path) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, s
         for r in delta_rows(lake / "kpi" / "category_daily").to_pylist()
     }
     return orders, categories
+
+
+def truth_files(batch: Path) -> dict[str, list[str]]:
+    """A generated batch's raw files by dataset, from its manifest."""
+    return dict(json.loads((batch / "manifest.json").read_text())["files"])
+
+
+def count_looks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How often each raw file is looked at (its size or its first bytes) from now on."""
+    from common.io import storage
+
+    looks: dict[str, int] = {}
+    size, read_head = storage.size, storage.read_head
+
+    def sized(uri: str, settings: Any) -> int | None:
+        looks[uri] = looks.get(uri, 0) + 1
+        return size(uri, settings)
+
+    def headed(uri: str, limit: int, settings: Any) -> tuple[bytes, int]:
+        looks[uri] = looks.get(uri, 0) + 1
+        return read_head(uri, limit, settings)
+
+    monkeypatch.setattr(storage, "size", sized)
+    monkeypatch.setattr(storage, "read_head", headed)
+    return looks

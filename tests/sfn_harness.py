@@ -9,7 +9,9 @@ Two pieces fill those gaps:
   the state machine's overrides), recording its exit code;
 - :func:`emulate_ecs_run_task_sync` and :func:`read_sdk_streams`, which make moto's ECS and
   ``aws-sdk`` S3 integrations follow the documented contract (their docstrings say what moto
-  gets wrong).
+  gets wrong);
+- :class:`Kubernetes` and :func:`emulate_eks_run_job_sync`: the EKS cluster's Jobs, which moto
+  does not execute (``eks:runJob.sync``), run the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -36,6 +39,12 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
     StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+    StateTaskService,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
     StateTaskServiceAwsSdk,
@@ -236,6 +245,109 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
     monkeypatch.setattr(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
 
 
+# A Kubernetes object name (RFC 1123 label): what the API server accepts as a Job's name
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class Kubernetes:
+    """Stand-in for the EKS cluster: runs each Job's container (its driver) in-process, with its
+    ``args`` as the job's command and its literal ``env`` values (not the downward API's, which
+    only a pod has), recording the Job as submitted."""
+
+    def __init__(self, run_job: Callable[[str, list[str], dict[str, str]], int]) -> None:
+        self.run_job = run_job
+        self.runs: list[dict[str, Any]] = []
+        self._exit_codes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, namespace: str, job: dict[str, Any]) -> str:
+        name = job["metadata"]["name"]
+        [container] = job["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+        def run() -> None:
+            code = self.run_job(container["args"][0], container["args"][1:], env)
+            with self._lock:
+                self.runs.append(
+                    {"job": container["args"][0], "namespace": namespace, "manifest": job, "env": env}
+                )
+                self._exit_codes[name] = code
+
+        threading.Thread(target=run, daemon=True).start()
+        return str(name)
+
+    def exit_code(self, name: str) -> int | None:
+        with self._lock:
+            return self._exit_codes.get(name)
+
+
+class _StateTaskServiceEks(state_task_service_callback.StateTaskServiceCallback):
+    """``eks:runJob.sync`` as Step Functions documents it: the Job (batch/v1) is created in the
+    cluster's namespace and the state waits for it; a failed Job fails the state with
+    ``States.TaskFailed`` (its status as the cause)."""
+
+    def __init__(self, kubernetes: Kubernetes) -> None:
+        # moto waits on a task token's endpoint for every .sync task (Step Functions' own ones
+        # support both patterns)
+        super().__init__(
+            supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+        )
+        self.kubernetes = kubernetes
+
+    def _validate_service_integration_is_supported(self) -> None:
+        if self.resource.api_action != "runJob":  # of the Kubernetes integration, only what we use
+            raise ValueError(f"the stand-in runs eks:runJob.sync only, not {self.resource.resource_arn}")
+
+    def _eval_service_task(
+        self,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
+    ) -> None:
+        parameters = normalised_parameters
+        missing = {"ClusterName", "CertificateAuthority", "Endpoint", "Job"} - set(parameters)
+        assert not missing, f"eks:runJob needs {sorted(missing)}"
+        job = parameters["Job"] if isinstance(parameters["Job"], dict) else json.loads(parameters["Job"])
+        assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job"), "eks:runJob runs batch/v1 Jobs only"
+        assert _K8S_NAME.match(job["metadata"]["name"]), job["metadata"]["name"]
+        token = env.states.context_object.context_object_data["Task"]["Token"]
+        env.callback_pool_manager._pool.pop(token, None)  # a fresh endpoint for each attempt (as for ECS)
+        env.callback_pool_manager.add(token)
+        name = self.kubernetes.submit(parameters.get("Namespace", "default"), job)
+        env.stack.append({"metadata": {"name": name}})
+
+    def _build_sync_resolver(
+        self,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
+    ) -> Callable[[], Any]:
+        started = env.stack.pop()
+
+        def resolve() -> Any:
+            code = self.kubernetes.exit_code(started["metadata"]["name"])
+            if code is None:
+                return None
+            if code != 0:
+                failed = {**started, "status": {"failed": 1, "conditions": [{"type": "Failed"}]}}
+                raise FailureEventException(_failure(self, env, failed))
+            return {**started, "status": {"succeeded": 1, "conditions": [{"type": "Complete"}]}}
+
+        return resolve
+
+
+def emulate_eks_run_job_sync(monkeypatch: pytest.MonkeyPatch, kubernetes: Kubernetes) -> None:
+    """Run ``eks:runJob.sync`` states on ``kubernetes`` (moto forwards an EKS task to nothing)."""
+    original = state_task_factory.state_task_service_for
+
+    def service_for(service_name: str) -> StateTaskService:
+        return _StateTaskServiceEks(kubernetes) if service_name == "eks" else original(service_name)
+
+    monkeypatch.setattr(state_task_factory, "state_task_service_for", service_for)
+
+
 def read_sdk_streams(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's ``aws-sdk`` integration leaves ``s3:getObject``'s ``Body`` as a stream; Step Functions
     returns it as text (which is what ``States.StringToJson($.Body)`` needs)."""
@@ -252,7 +364,9 @@ def read_sdk_streams(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
 
 
-def _failure(service: StateTaskServiceEcs, env: Any, cause: Any) -> FailureEvent:
+def _failure(
+    service: state_task_service_callback.StateTaskServiceCallback, env: Any, cause: Any
+) -> FailureEvent:
     return FailureEvent(
         env=env,
         error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),

@@ -10,12 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from boto3.dynamodb.types import TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from common.errors import PipelineError
+from common.io import aws
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -47,15 +46,9 @@ class WriteStats:
 
 
 def dynamodb_client(settings: Settings) -> Any:
-    """The jobs' one DynamoDB client policy (the KPI tables and the lake's lease): botocore's
-    standard retries, 5 attempts in all, for throttling and 5xx; :func:`batch_write` then retries
-    the unprocessed items itself."""
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=settings.dynamodb_endpoint_url,
-        region_name=settings.aws_region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    """The run's DynamoDB client (the KPI tables and the lake's lease): its retry policy is
+    :mod:`common.io.aws`'s; :func:`batch_write` then retries the unprocessed items itself."""
+    return aws.client(settings, "dynamodb")
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:

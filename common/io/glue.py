@@ -7,11 +7,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.errors import CatalogError
+from common.io import aws
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -24,12 +23,7 @@ DELTA_PARAMETERS = {"table_type": "DELTA", "EXTERNAL": "TRUE", "spark.sql.source
 
 
 def glue_client(settings: Settings) -> Any:
-    return boto3.client(
-        "glue",
-        endpoint_url=settings.glue_endpoint_url,
-        region_name=settings.aws_region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    return aws.client(settings, "glue")
 
 
 def table_input(name: str, location: str, columns: list[tuple[str, str]], description: str) -> dict[str, Any]:

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.errors import StorageError
+from common.io import aws
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -75,13 +74,8 @@ def local_path(uri: str) -> Path:
 
 
 def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint (AWS when none is set)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.aws_region,
-        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, s3={"addressing_style": "path"}),
-    )
+    """The run's S3 client for the configured endpoint (AWS when none is set)."""
+    return aws.client(settings, "s3")
 
 
 def _is_not_found(exc: ClientError) -> bool:

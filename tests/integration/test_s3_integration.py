@@ -43,6 +43,7 @@ def dynamodb_endpoint() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow  # two job processes over HTTP (~60 s): `make drills` (CI runs it)
 def test_validate_then_transform_against_s3_and_dynamodb(
     minio: Minio, s3: Any, dynamodb_endpoint: str, spark: SparkSession, tmp_path: Path
 ) -> None:

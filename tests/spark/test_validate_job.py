@@ -18,7 +18,15 @@ from common.usecases.validate_batch import waves
 from jobs import maintain
 from jobs.exit_codes import ExitCode
 from tests.conftest import write_csv
-from tests.helpers import add_channel, assert_accounted, delta_rows, edited_contracts, run_validate
+from tests.helpers import (
+    add_channel,
+    assert_accounted,
+    count_looks,
+    delta_rows,
+    edited_contracts,
+    run_validate,
+    truth_files,
+)
 
 COMPARED = [
     "rows_read",
@@ -666,37 +674,21 @@ def test_datasets_are_validated_in_waves_parents_before_children() -> None:
     assert waves(load_contracts()) == [["products", "orders"], ["order_items"]]
 
 
-@pytest.mark.parametrize("job", ["validate", "run"])
 def test_each_raw_file_is_looked_at_once_before_spark_reads_it(
-    job: str, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its header check (first bytes) also gives its size, which sizes the batch for the JVM;
-    ``jobs.run`` (validate then transform in one session) looks no more than validate alone."""
-    import importlib
-
-    from common.io import storage
+    """Its header check (first bytes) also gives its size, which sizes the batch for the JVM
+    (``jobs.run``'s test checks the same of validate then transform in one session)."""
     from common.usecases import lifecycle
+    from jobs import validate
 
     generate_batch(tmp_path / "in", GeneratorConfig(items=200, parts=2))
-    files = json.loads((tmp_path / "in" / "manifest.json").read_text())["files"]
-    raw = [uri for uris in files.values() for uri in uris]
-    looks: dict[str, int] = dict.fromkeys(raw, 0)
-    size, read_head = storage.size, storage.read_head
-
-    def sized(uri: str, settings: Any) -> int | None:
-        looks[uri] = looks.get(uri, 0) + 1
-        return size(uri, settings)
-
-    def headed(uri: str, limit: int, settings: Any) -> tuple[bytes, int]:
-        looks[uri] = looks.get(uri, 0) + 1
-        return read_head(uri, limit, settings)
-
-    monkeypatch.setattr(storage, "size", sized)
-    monkeypatch.setattr(storage, "read_head", headed)
+    raw = [uri for uris in truth_files(tmp_path / "in").values() for uri in uris]
+    looks = count_looks(monkeypatch)
     # the job builds "its" session: the suite's, which it must not stop
     monkeypatch.setattr(lifecycle, "build_spark", lambda *_: spark)
     monkeypatch.setattr(spark, "stop", lambda: None)
     manifest = str(tmp_path / "in" / "manifest.json")
     argv = ["--lake-root", str(tmp_path / "lake"), "--manifest", manifest, "--quarantine-threshold", "0.5"]
-    assert importlib.import_module(f"jobs.{job}").main(argv) == ExitCode.OK
-    assert len(raw) >= 3 and {uri: looks[uri] for uri in raw} == dict.fromkeys(raw, 1)
+    assert validate.main(argv) == ExitCode.OK
+    assert len(raw) >= 3 and {uri: looks.get(uri, 0) for uri in raw} == dict.fromkeys(raw, 1)

@@ -153,6 +153,7 @@ def test_transform_reads_the_validation_and_rewrites_the_report_with_its_part(as
     for name in ("result", "samples", "report"):
         storage.write_text(paths[name], "{}", settings)
     as_role("TransformTaskRole")
+    settings = Settings(lake_root=f"s3://{BUCKET}/lake")  # another job run: its own settings and clients
     assert storage.read_text(paths["result"], settings) == "{}"
     assert storage.read_text(paths["samples"], settings) == "{}"
     storage.write_text(paths["report"], "<html></html>", settings, content_type="text/html")

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +20,9 @@ from orchestration.dispatch import Dispatcher
 from tests.aws_stack import (
     BUCKET,
     CHUNKS_TABLE,
+    CLUSTER_BATCH_BYTES,
     DATA_QUALITY_FAILED,
+    EKS,
     LARGE_BATCH_BYTES,
     Stack,
     create_stack,
@@ -29,7 +32,9 @@ from tests.aws_stack import (
 from tests.sfn_harness import (
     REGION,
     Fargate,
+    Kubernetes,
     emulate_ecs_run_task_sync,
+    emulate_eks_run_job_sync,
     environment,
     read_sdk_streams,
     states_entered,
@@ -44,13 +49,10 @@ from tests.sfn_harness import (
 Script = dict[str, list[Any]]
 
 
-@pytest.fixture
-def scripted(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Stack, Fargate, Script]]:
-    """The stack in the two-task layout unless a test asks for another (``indirect``; or
-    ``short-timeouts``: two tasks that time out after 2 s; ``short-execution``: an execution that
-    times out after 3 s)."""
+@contextmanager
+def _scripted_stack(
+    layout: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Stack, Fargate, Kubernetes, Script]]:
     script: Script = {"validate": [], "transform": [], "run": []}
 
     def run(job: str, args: list[str], env: dict[str, str]) -> int:
@@ -58,20 +60,41 @@ def scripted(
         return int(step(env) if callable(step) else step)
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        layout = getattr(request, "param", "two-tasks")
         timeout = 2 if layout == "short-timeouts" else 600
         execution_timeout = 3 if layout == "short-execution" else 1800
-        layout = "two-tasks" if layout in {"short-timeouts", "short-execution"} else layout
+        eks = layout == "eks"
+        layout = "two-tasks" if layout in {"short-timeouts", "short-execution", "eks"} else layout
         stack = create_stack(
             {"ECOM_LAKE_ROOT": "s3://ecom-data/lake"},
             layout=layout,
             task_timeout=timeout,
             execution_timeout=execution_timeout,
+            eks=eks,
         )
+        kubernetes = Kubernetes(run)
+        emulate_eks_run_job_sync(monkeypatch, kubernetes)
         with Fargate(stack.ecs, run) as fargate:
             emulate_ecs_run_task_sync(monkeypatch, fargate)
             read_sdk_streams(monkeypatch)
-            yield stack, fargate, script
+            yield stack, fargate, kubernetes, script
+
+
+@pytest.fixture
+def scripted(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Stack, Fargate, Script]]:
+    """The stack in the two-task layout unless a test asks for another (``indirect``; or
+    ``short-timeouts``: two tasks that time out after 2 s; ``short-execution``: an execution that
+    times out after 3 s)."""
+    with _scripted_stack(getattr(request, "param", "two-tasks"), monkeypatch) as (stack, fargate, _, script):
+        yield stack, fargate, script
+
+
+@pytest.fixture
+def with_eks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Stack, Fargate, Kubernetes, Script]]:
+    """The stack in the two-task layout with an EKS cluster for batches of CLUSTER_BATCH_BYTES."""
+    with _scripted_stack("eks", monkeypatch) as scripted_stack:
+        yield scripted_stack
 
 
 def _validated(status: str = "SUCCEEDED", summary: bool = True, code: int = 0, **extra: Any) -> Any:
@@ -392,6 +415,7 @@ def test_one_task_layout_completes_a_batch_jobs_run_did_both_for(
         "Claim",
         "SizeTasks",
         "SmallTasks",
+        "RunValidate",
         "Validate",
         "ReadValidationResult",
         "HasPark",
@@ -532,11 +556,12 @@ def test_a_task_that_times_out_is_retried_like_a_crash(scripted: tuple[Stack, Fa
     arn, execution = _run(stack, batch_id)
     assert execution["status"] == "SUCCEEDED"
     entered = states_entered(stack.sfn, arn)
-    assert entered[:7] == [
+    assert entered[:8] == [
         "Start",
         "Claim",
         "SizeTasks",
         "SmallTasks",
+        "RunValidate",
         "Validate",
         "ValidateTimedOut",
         "ValidateCanRetry",
@@ -622,3 +647,120 @@ def test_an_execution_past_its_timeout_fails_its_batch_and_alerts(
     assert wait_for_execution(stack.sfn, arn, timeout=60)["status"] == "TIMED_OUT"
     release.set()
     _settled_by_the_dispatcher(stack, batch_id, "TIMED_OUT")
+
+
+@pytest.mark.parametrize(
+    ("total_bytes", "on_fargate", "on_eks"),
+    [
+        (CLUSTER_BATCH_BYTES - 1, ["validate", "transform"], []),
+        (CLUSTER_BATCH_BYTES, [], ["validate", "transform"]),
+        (50 * CLUSTER_BATCH_BYTES, [], ["validate", "transform"]),
+    ],
+)
+def test_a_batch_past_one_task_runs_both_jobs_on_the_eks_cluster(
+    with_eks: tuple[Stack, Fargate, Kubernetes, Script],
+    total_bytes: int,
+    on_fargate: list[str],
+    on_eks: list[str],
+) -> None:
+    """SizeTasks on the real ASL, at ClusterBatchBytes' edge: below it the large Fargate size, at
+    it and above both jobs as Jobs on the cluster."""
+    stack, fargate, kubernetes, script = with_eks
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    batch_id = f"20261122T050000Z-eks-{total_bytes}"
+    _queue(stack, batch_id, total_bytes)
+    assert wait_for_execution(stack.sfn, dispatch_tick(stack))["status"] == "SUCCEEDED"
+    assert [run["job"] for run in fargate.runs] == on_fargate
+    assert [run["job"] for run in kubernetes.runs] == on_eks
+    assert [(run["cpu"], run["memory"]) for run in fargate.runs] == [LARGE[:2]] * len(on_fargate)
+
+
+def test_the_eks_jobs_get_the_batch_the_stack_and_spark_on_kubernetes(
+    with_eks: tuple[Stack, Fargate, Kubernetes, Script],
+) -> None:
+    stack, _, kubernetes, script = with_eks
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    batch_id = "20261122T050000Z-eks-env"
+    _queue(stack, batch_id, CLUSTER_BATCH_BYTES)
+    assert wait_for_execution(stack.sfn, dispatch_tick(stack))["status"] == "SUCCEEDED"
+    validate, transform = kubernetes.runs
+    result = f"s3://{BUCKET}/results/{batch_id}/validate.json"
+    assert {k: validate["env"][k] for k in ("ECOM_BATCH_ID", "ECOM_MANIFEST", "ECOM_RESULT_URI")} == {
+        "ECOM_BATCH_ID": batch_id,
+        "ECOM_MANIFEST": f"s3://{BUCKET}/manifests/{batch_id}.json",
+        "ECOM_RESULT_URI": result,
+    }
+    assert transform["env"]["ECOM_VALIDATION_RESULT"] == result
+    assert transform["env"]["ECOM_DYNAMODB_ORDER_TABLE"] == "kpi-order-daily"
+    for run in (validate, transform):
+        assert run["namespace"] == "ecom-pipeline"
+        assert run["env"]["ECOM_SPARK_MASTER"] == "k8s://https://kubernetes.default.svc"
+        assert (run["env"]["ECOM_SPARK_DRIVER_MEMORY"], run["env"]["ECOM_SPARK_SHUFFLE_PARTITIONS"]) == (
+            "12g",
+            "256",
+        )
+        assert run["env"]["ECOM_LAKE_ROOT"] == "s3://ecom-data/lake"
+        submit = run["env"]["PYSPARK_SUBMIT_ARGS"].split()
+        assert submit[-1] == "pyspark-shell"
+        assert {
+            "spark.kubernetes.container.image=123456789012.dkr.ecr.us-east-1.amazonaws.com/ecom-pipeline:test",
+            "spark.kubernetes.namespace=ecom-pipeline",
+            "spark.kubernetes.driver.pod.name=$(POD_NAME)",
+            "spark.driver.host=$(POD_IP)",
+            "spark.executor.instances=8",
+            "spark.executor.cores=4",
+            "spark.executor.memory=24g",
+        } <= set(submit)
+        pod = run["manifest"]["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "ecom-spark" and pod["restartPolicy"] == "Never"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        [container] = pod["containers"]
+        assert container["image"] == EKS["ImageUri"]
+        assert container["resources"]["limits"] == {"memory": "16Gi"}
+        assert run["manifest"]["spec"]["backoffLimit"] == 0  # the state machine retries, not Kubernetes
+    assert validate["manifest"]["metadata"]["name"] != transform["manifest"]["metadata"]["name"]
+
+
+def test_a_job_that_fails_on_eks_is_retried_there(
+    with_eks: tuple[Stack, Fargate, Kubernetes, Script],
+) -> None:
+    stack, fargate, kubernetes, script = with_eks
+    script["validate"] = [1, _validated()]
+    script["transform"] = [0]
+    arn = dispatch_tick_for(stack, "20261122T050000Z-eks-retry", CLUSTER_BATCH_BYTES)
+    assert wait_for_execution(stack.sfn, arn)["status"] == "SUCCEEDED"
+    assert [run["job"] for run in kubernetes.runs] == ["validate", "validate", "transform"]
+    assert fargate.runs == []
+    entered = states_entered(stack.sfn, arn)
+    assert entered.count("ValidateOnEks") == 2 and "ValidateFailedOnEks" in entered
+
+
+def test_a_job_that_keeps_failing_on_eks_fails_the_batch_and_alerts(
+    with_eks: tuple[Stack, Fargate, Kubernetes, Script],
+) -> None:
+    stack, _, kubernetes, script = with_eks
+    script["validate"] = [1, 1, 1]
+    arn = dispatch_tick_for(stack, "20261122T050000Z-eks-fails", CLUSTER_BATCH_BYTES)
+    assert wait_for_execution(stack.sfn, arn)["status"] == "FAILED"
+    assert [run["job"] for run in kubernetes.runs] == ["validate"] * 3  # MaxJobAttempts
+    [alert] = stack.alerts()
+    assert "the validate job on the EKS cluster failed" in json.dumps(alert)
+
+
+def test_without_a_cluster_the_largest_batch_runs_on_fargate(scripted: tuple[Stack, Fargate, Script]) -> None:
+    stack, fargate, script = scripted
+    script["validate"] = [_validated()]
+    script["transform"] = [0]
+    arn = dispatch_tick_for(stack, "20261122T050000Z-no-eks", 1000 * CLUSTER_BATCH_BYTES)
+    assert wait_for_execution(stack.sfn, arn)["status"] == "SUCCEEDED"
+    assert [(run["job"], run["cpu"], run["memory"]) for run in fargate.runs] == [
+        ("validate", *LARGE[:2]),
+        ("transform", *LARGE[:2]),
+    ]
+
+
+def dispatch_tick_for(stack: Stack, batch_id: str, total_bytes: int) -> str:
+    _queue(stack, batch_id, total_bytes)
+    return dispatch_tick(stack)
