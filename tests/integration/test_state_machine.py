@@ -95,6 +95,7 @@ def _start_batch(stack: Stack, tmp_path: Path, batch_id: str, defect_rate: float
     return dispatch_tick(stack)
 
 
+@pytest.mark.slow  # both real jobs through the real ASL (~27 s): `make drills`; the other two run validate
 def test_a_clean_batch_is_validated_transformed_and_completed(
     aws: tuple[Stack, Path, Fargate], spark: SparkSession, tmp_path: Path
 ) -> None:

@@ -68,6 +68,7 @@ def test_the_ddl_printed_from_the_contracts_equals_the_golden_file(
     assert capsys.readouterr().out == (GOLDEN / f"catalog_{dialect}.sql").read_text()
 
 
+@pytest.mark.slow  # a batch through both jobs first (~20 s): `make drills`
 def test_the_spark_ddl_declares_exactly_the_tables_the_jobs_wrote(
     spark: SparkSession, lake: tuple[Path, dict[str, Any]]
 ) -> None:
