@@ -9,6 +9,7 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
@@ -32,6 +33,7 @@ def _csv(records: list[tuple[str, ...]]) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow  # generated hostile files, many examples (~15 s): `make drills`
 @settings(
     max_examples=3,  # each example is six files in one batch: 18 generated files, three job runs
     deadline=None,
