@@ -106,6 +106,14 @@ def fargate_size_exists(cpu: int, memory: int) -> bool:
     return least <= memory <= most and (memory - least) % step == 0
 
 
+def _fresh_task_endpoint(env: Any) -> None:
+    """moto reuses the task-token endpoint it interrupted after a failed attempt, so a retried
+    .sync task would time out at once (States.Timeout): give each attempt a fresh endpoint."""
+    token = env.states.context_object.context_object_data["Task"]["Token"]
+    env.callback_pool_manager._pool.pop(token, None)
+    env.callback_pool_manager.add(token)
+
+
 class Fargate:
     """Stand-in for Fargate: runs each submitted task's container command in-process, in order,
     with the environment the container would get (task definition + the state machine's overrides).
@@ -191,8 +199,6 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
         ec2.describe_subnets(SubnetIds=network["subnets"])
         ec2.describe_security_groups(GroupIds=network["securityGroups"])
         assert network["assignPublicIp"] in {"ENABLED", "DISABLED"}
-        # moto reuses the task-token endpoint it interrupted after a failed attempt, so a retried
-        # .sync task would time out at once (States.Timeout): give each attempt a fresh endpoint.
         definition = ecs.describe_task_definition(taskDefinition=parameters["taskDefinition"])[
             "taskDefinition"
         ]
@@ -207,9 +213,7 @@ def emulate_ecs_run_task_sync(monkeypatch: pytest.MonkeyPatch, fargate: Fargate)
         if fargate.refuse:  # ECS refused the call: the state fails with ECS.<code>, as on AWS
             fargate.refused.append(fargate.refuse.pop(0))
             raise FailureEventException(_api_error(self, env, fargate.refused[-1]))
-        token = env.states.context_object.context_object_data["Task"]["Token"]
-        env.callback_pool_manager._pool.pop(token, None)
-        env.callback_pool_manager.add(token)
+        _fresh_task_endpoint(env)
         task_arn = fargate.submit(parameters["taskDefinition"], parameters["overrides"])
         env.stack.append({"taskArn": task_arn, "clusterArn": cluster["clusterArn"]})
 
@@ -311,9 +315,7 @@ class _StateTaskServiceEks(state_task_service_callback.StateTaskServiceCallback)
         job = parameters["Job"] if isinstance(parameters["Job"], dict) else json.loads(parameters["Job"])
         assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job"), "eks:runJob runs batch/v1 Jobs only"
         assert _K8S_NAME.match(job["metadata"]["name"]), job["metadata"]["name"]
-        token = env.states.context_object.context_object_data["Task"]["Token"]
-        env.callback_pool_manager._pool.pop(token, None)  # a fresh endpoint for each attempt (as for ECS)
-        env.callback_pool_manager.add(token)
+        _fresh_task_endpoint(env)
         name = self.kubernetes.submit(parameters.get("Namespace", "default"), job)
         env.stack.append({"metadata": {"name": name}})
 
