@@ -110,6 +110,11 @@ def test_the_images_executor_mode_runs_every_task_of_a_validate_job(minio: Minio
             deadline = time.monotonic() + 300
             while driver.poll() is None and executor.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.5)
+            # the executor leaves when the driver says so, which can be before the driver has
+            # finished stopping: give the driver its own time to exit before calling it stuck
+            driver.wait(timeout=max(0.0, min(60.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
         finally:
             for process in (driver, executor):  # a job that lost its only executor would wait for ever
                 if process.poll() is None:
