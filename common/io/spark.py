@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyspark import SparkContext
+from pyspark import SparkContext, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -92,6 +92,17 @@ def broadcast_if_small(frame: DataFrame, rows: int) -> DataFrame:
     """``frame`` hinted for a broadcast join when it holds at most :data:`BROADCAST_MAX_ROWS`
     rows (``rows``: counted, or an upper bound the job knows); else as it is (a shuffle join)."""
     return F.broadcast(frame) if rows <= BROADCAST_MAX_ROWS else frame
+
+
+@contextmanager
+def kept(frame: DataFrame) -> Iterator[DataFrame]:
+    """``frame`` kept (memory, then disk) inside the block and released after: its plan is run
+    once, however many actions use it."""
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield frame
+    finally:
+        frame.unpersist()
 
 
 def _threshold(megabytes: int) -> str:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from common.engine import kpis
 from common.io import delta, dynamo
 from common.io.lake import Lake
 from common.io.lease import LeaseCheck, lake_lease
-from common.io.spark import BROADCAST_MAX_ROWS
+from common.io.spark import BROADCAST_MAX_ROWS, kept
 from common.usecases import catalog
 from common.usecases.side_by_side import run_side_by_side
 
@@ -90,16 +89,6 @@ class _Validated:
         return None if before is None else self.read(dataset, columns, version=before)
 
 
-@contextmanager
-def _kept(frame: DataFrame) -> Iterator[None]:
-    """``frame`` persisted for the block: the queries run in it that contain it share it."""
-    frame.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        yield
-    finally:
-        frame.unpersist()
-
-
 def _date_list(dates: list[str]) -> str:
     return ", ".join(f"DATE'{d}'" for d in dates)
 
@@ -130,7 +119,7 @@ def _write_output(
     # KPI rows are aggregates (dates x categories): small enough to hold for DynamoDB and the report.
     # One file per write: a few thousand aggregate rows (coalesced after the sort, so still sorted).
     frame = frame.orderBy(*output.keys).coalesce(1)
-    with _kept(frame):
+    with kept(frame):
         rows = [row.asDict() for row in frame.collect()]
         output.rows = len(rows)
         output.data = rows
@@ -303,10 +292,10 @@ def _transform(
     )
     bases = _kpi_bases(spark, lake, validated, batch_id, tables)
     if bases is not None and any(v is not None for v in bases.values()):  # rows to add to
-        kept: list[DataFrame] = []
+        held: list[DataFrame] = []
 
         def keep(frame: DataFrame) -> DataFrame:
-            kept.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+            held.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
             return frame
 
         try:
@@ -326,7 +315,7 @@ def _transform(
         except _Missing:
             outcome.touched_dates = []
         finally:
-            for frame in kept:
+            for frame in held:
                 frame.unpersist()
     dates_df = kpis.touched_dates(
         orders,
@@ -348,7 +337,7 @@ def _transform(
     dated = kpis.restrict_to_dates(kpis.with_order_date(orders), dates)
     lines = kpis.order_lines(dated, items)
     category = None if products is None else kpis.category_daily(lines, products)
-    with _kept(lines):  # both outputs aggregate the same lines
+    with kept(lines):  # both outputs aggregate the same lines
         return _publish(
             spark,
             settings,
