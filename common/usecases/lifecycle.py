@@ -63,6 +63,7 @@ class _Validation:
     """One validate run's inputs, each looked at once, and the result it will write."""
 
     settings: Settings
+    lake: Lake  # the one Lake of the run, built from settings.lake_root here and passed down
     clock: float
     result: ValidationResult | None = None
     result_uri: str | None = None
@@ -86,9 +87,9 @@ class _Validation:
 def _start_validation(settings: Settings) -> _Validation | Finished:
     """Resolve the batch and its contracts, pin each file to the version that arrived and check
     each file's header (its first bytes, which also give its size): one look per file."""
-    run = _Validation(settings, time.monotonic())
-    started = _now()
     lake = Lake(settings.lake_root)
+    run = _Validation(settings, lake, time.monotonic())
+    started = _now()
     if settings.batch_id:  # known before the manifest is read: an unreadable one still gets a result
         run.result_uri = settings.result_uri or lake.result(settings.batch_id, "validate")
         run.result = ValidationResult(
@@ -134,12 +135,20 @@ def _run_validation(run: _Validation, session: SparkSession) -> Finished:
     processing_date = dt.date.fromisoformat(result.processing_date or "")
     try:
         run_validation(
-            session, settings, run.batch, run.contracts, processing_date, result, samples, run.inspected
+            session,
+            settings,
+            run.lake,
+            run.batch,
+            run.contracts,
+            processing_date,
+            result,
+            samples,
+            run.inspected,
         )
         result.finished_at = _now()
         result.duration_seconds = round(time.monotonic() - run.clock, 3)
         write_result(result, run.result_uri, settings)
-        report = publish_validation(session, settings, result, samples, run.result_uri)
+        report = publish_validation(session, settings, run.lake, result, samples, run.result_uri)
     except ConfigurationError as exc:  # e.g. a contract's rule does not compile
         log.error("%s", exc)
         run.error(str(exc))
@@ -216,6 +225,7 @@ def _usable_validation(settings: Settings, batch_id: str, source: str) -> Valida
 
 def _run_transform(
     settings: Settings,
+    lake: Lake,
     batch_id: str,
     validation: ValidationResult,
     source: str,
@@ -223,7 +233,7 @@ def _run_transform(
 ) -> Finished:
     """Transform a batch whose validation SUCCEEDED; writes the transform result whatever happens."""
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-    result_uri = Lake(settings.lake_root).result(batch_id, "transform")
+    result_uri = lake.result(batch_id, "transform")
     result = TransformResult(
         batch_id=batch_id, status=BatchStatus.ERROR, started_at=started.isoformat(timespec="seconds")
     )
@@ -234,7 +244,7 @@ def _run_transform(
     try:
         rows = sum(d.rows_read for d in validation.datasets.values())
         session = session or build_spark(settings, "ecom-transform", BatchSize(rows_read=rows))
-        outcome = run_transform(session, settings, batch_id, started)
+        outcome = run_transform(session, settings, lake, batch_id, started)
         written = {o.table: o.data for o in outcome.outputs}
         result.touched_dates = outcome.touched_dates
         result.notes = outcome.notes
@@ -257,7 +267,9 @@ def _run_transform(
         except PipelineError:
             log.exception("could not write the transform result to %s", result_uri)
         if result.status is BatchStatus.SUCCEEDED and session is not None:
-            report = publish_transform(session, settings, validation, result, written, source, result_uri)
+            report = publish_transform(
+                session, settings, lake, validation, result, written, source, result_uri
+            )
         if spark is None and session is not None:
             stop_spark(session)
     if result.status is not BatchStatus.SUCCEEDED:
@@ -274,8 +286,8 @@ def transform(settings: Settings, spark: SparkSession | None = None) -> Finished
     if not settings.batch_id:
         log.error("no batch id: pass --batch-id (ECOM_BATCH_ID)")
         return Finished(Outcome.CONFIG)
-    batch_id = settings.batch_id
-    source = settings.validation_result or Lake(settings.lake_root).result(batch_id, "validate")
+    batch_id, lake = settings.batch_id, Lake(settings.lake_root)
+    source = settings.validation_result or lake.result(batch_id, "validate")
     try:
         validation = _usable_validation(settings, batch_id, source)
     except ResultNotUsableError as exc:
@@ -284,7 +296,7 @@ def transform(settings: Settings, spark: SparkSession | None = None) -> Finished
     except PipelineError as exc:
         log.error("cannot read the validation result: %s", exc)
         return Finished(Outcome.FAILED)
-    return _run_transform(settings, batch_id, validation, source, spark)
+    return _run_transform(settings, lake, batch_id, validation, source, spark)
 
 
 def validate_and_transform(settings: Settings, spark: SparkSession | None = None) -> Finished:
@@ -305,7 +317,9 @@ def validate_and_transform(settings: Settings, spark: SparkSession | None = None
                 run.result_uri,
             )
             return Finished(Outcome.BATCH_FAILED, validated.lines)
-        transformed = _run_transform(settings, run.result.batch_id, run.result, run.result_uri, session)
+        transformed = _run_transform(
+            settings, run.lake, run.result.batch_id, run.result, run.result_uri, session
+        )
         return Finished(transformed.outcome, validated.lines + transformed.lines)
 
     return _validating(settings, spark, "ecom-run", both)

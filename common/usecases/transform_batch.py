@@ -139,7 +139,7 @@ def _write_output(
 
 
 def run_transform(
-    spark: SparkSession, settings: Settings, batch_id: str, computed_at: dt.datetime
+    spark: SparkSession, settings: Settings, lake: Lake, batch_id: str, computed_at: dt.datetime
 ) -> TransformOutcome:
     """Recompute and publish the KPIs of every order date ``batch_id`` touched.
 
@@ -148,7 +148,7 @@ def run_transform(
         DynamoWriteError: DynamoDB items could not be written after retries.
     """
     with lake_lease(settings, "transform") as lease:
-        return _transform(spark, settings, batch_id, computed_at, lease)
+        return _transform(spark, settings, lake, batch_id, computed_at, lease)
 
 
 ORDER_COLUMNS = ["order_id", "user_id", "status", "created_at"]
@@ -272,11 +272,15 @@ def _stored_parts(
 
 
 def _transform(
-    spark: SparkSession, settings: Settings, batch_id: str, computed_at: dt.datetime, lease: LeaseCheck
+    spark: SparkSession,
+    settings: Settings,
+    lake: Lake,
+    batch_id: str,
+    computed_at: dt.datetime,
+    lease: LeaseCheck,
 ) -> TransformOutcome:
     outcome = TransformOutcome()
     clock = time.monotonic()
-    lake = Lake(settings.lake_root)
     validated = _Validated(spark, lake)
     orders = validated.read("orders", [*ORDER_COLUMNS, "_batch_id"])
     items = validated.read("order_items", [*ITEM_COLUMNS, "_batch_id"])

@@ -588,6 +588,7 @@ def check_rules(spark: SparkSession, settings: Settings, contracts: dict[str, Co
 def run_validation(
     spark: SparkSession,
     settings: Settings,
+    lake: Lake,
     batch: Batch,
     contracts: dict[str, Contract],
     processing_date: dt.date,
@@ -607,7 +608,6 @@ def run_validation(
         StorageError: a Delta table or file could not be read or written.
     """
     check_rules(spark, settings, contracts)
-    lake = Lake(settings.lake_root)
     ctx = _Context(
         spark,
         settings,

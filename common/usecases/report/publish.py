@@ -86,13 +86,13 @@ def _refresh_index(spark: SparkSession, settings: Settings, lake: Lake) -> None:
 def publish_validation(
     spark: SparkSession,
     settings: Settings,
+    lake: Lake,
     result: ValidationResult,
     samples: dict[str, list[dict[str, Any]]],
     result_uri: str,
 ) -> str | None:
     """The report beside the result, the samples for transform's re-render, the ledger, the index;
     returns the report's URI (None when it could not be written)."""
-    lake = Lake(settings.lake_root)
     uri = report_uri(result_uri)
     clock = time.monotonic()
     try:
@@ -111,6 +111,7 @@ def publish_validation(
 def publish_transform(
     spark: SparkSession,
     settings: Settings,
+    lake: Lake,
     validation: ValidationResult,
     transform: TransformResult,
     written: dict[str, list[dict[str, Any]]],
@@ -119,7 +120,6 @@ def publish_transform(
 ) -> str | None:
     """Re-render the batch's report with the transform's part: ``written``, the KPI rows it wrote
     for the touched dates by table (held by the job already: not read back from the tables)."""
-    lake = Lake(settings.lake_root)
     uri = report_uri(validation_uri)
     try:
         samples_uri = beside(validation_uri, SAMPLES_FILE)
