@@ -1,4 +1,6 @@
-"""The engine on tiny inline frames: every rule, its reason code, and where each row ends up."""
+"""The engine on tiny inline frames: every rule, its reason code, and where each row ends up. The
+engine's mechanics are checked against small contracts written here; the packaged orders contract's
+own rules, each with its reason, in the first test."""
 
 from __future__ import annotations
 
@@ -10,11 +12,16 @@ from pyspark.sql import functions as F
 
 from common.contracts import load_contracts
 from common.engine.annotate import ParentKeys, annotate, parent_key_states
+from tests import inline_contracts
+from tests.inline_contracts import inline_contract
 
 CONTRACTS = load_contracts()
+PARENTS = inline_contract("parents", inline_contracts.PARENTS)
+CHILDREN = inline_contract("children", inline_contracts.CHILDREN)
 DAY = dt.date(2026, 11, 22)
 ORDER_COLS = CONTRACTS["orders"].column_names
-ITEM_COLS = CONTRACTS["order_items"].column_names
+PARENT_COLS = PARENTS.column_names
+CHILD_COLS = CHILDREN.column_names
 
 
 def _raw(
@@ -78,22 +85,20 @@ def test_order_rules_each_give_their_reason(spark: SparkSession) -> None:
     }
 
 
+def _parent(key: str | None, size: str | None = "2", label: str | None = None) -> tuple[str | None, ...]:
+    return (key, size, label)
+
+
 def test_quarantined_rows_keep_their_original_text(spark: SparkSession) -> None:
-    got = annotate(
-        _raw(spark, ORDER_COLS, [_order("5", created_at="2025-13-45"), _order("6")]),
-        CONTRACTS["orders"],
-        [],
-        "b1",
-        DAY,
-    )
-    rows = {r["_raw_order_id"]: r["_raw_created_at"] for r in got.collect()}
+    got = annotate(_raw(spark, PARENT_COLS, [_parent("5", "abc"), _parent("6")]), PARENTS, [], "b1", DAY)
+    rows = {r["_raw_id"]: r["_raw_size"] for r in got.collect()}
     # valid rows carry no raw copy (it would only double the staged bytes)
-    assert rows == {"5": "2025-13-45", None: None}
+    assert rows == {"5": "abc", None: None}
 
 
 def test_exact_duplicates_collapse_and_conflicting_keys_are_all_quarantined(spark: SparkSession) -> None:
-    rows = [_order("1"), _order("1"), _order("1"), _order("2"), _order("2", num_of_item="3"), _order("3")]
-    got = _outcome(annotate(_raw(spark, ORDER_COLS, rows), CONTRACTS["orders"], [], "b1", DAY), "order_id")
+    rows = [_parent("1"), _parent("1"), _parent("1"), _parent("2"), _parent("2", "3"), _parent("3")]
+    got = _outcome(annotate(_raw(spark, PARENT_COLS, rows), PARENTS, [], "b1", DAY), "id")
     expected = spark.createDataFrame(
         [
             (None, 1, [], [], 3, "valid"),
@@ -107,61 +112,41 @@ def test_exact_duplicates_collapse_and_conflicting_keys_are_all_quarantined(spar
 
 
 def test_malformed_line_reports_only_that(spark: SparkSession) -> None:
-    df = _raw(spark, ORDER_COLS, [_order("1"), _order("1", num_of_item=None)])
-    df = df.withColumn("_corrupt_record", F.when(F.col("num_of_item").isNull(), F.lit("1,10,Complete")))
-    got = annotate(df, CONTRACTS["orders"], [], "b1", DAY)
+    df = _raw(spark, PARENT_COLS, [_parent("1"), _parent("1", None)])
+    df = df.withColumn("_corrupt_record", F.when(F.col("size").isNull(), F.lit("1,")))
+    got = annotate(df, PARENTS, [], "b1", DAY)
     assert sorted((r["_errors"], r["_quality"]) for r in got.collect()) == [
-        ([], "valid"),  # the malformed twin does not make order 1 a duplicate key
+        ([], "valid"),  # the malformed twin does not make key 1 a duplicate key
         (["malformed_row"], "quarantined"),
     ]
 
 
-def _item(item_id: str, order_id: str, product_id: str = "100") -> tuple[str | None, ...]:
-    row = {
-        "id": item_id,
-        "order_id": order_id,
-        "user_id": "10",
-        "product_id": product_id,
-        "status": "complete",
-        "created_at": "2025-01-01 10:00:00",
-        "shipped_at": "2025-01-02 10:00:00",
-        "delivered_at": "2025-01-03 10:00:00",
-        "returned_at": None,
-        "sale_price": "9.50",
-    }
-    return tuple(row[c] for c in ITEM_COLS)
-
-
 def test_foreign_keys_tell_missing_from_quarantined_parents(spark: SparkSession) -> None:
-    orders = parent_key_states(
+    states = parent_key_states(
         [spark.createDataFrame([(1,), (2,)], "key long")],
         [spark.createDataFrame([(2,), (3,)], "key long")],  # 2 was quarantined once, but is valid now
     )
-    products = parent_key_states([spark.createDataFrame([(100,)], "key long")], [])
-    fks = CONTRACTS["order_items"].foreign_keys
-    parents = [ParentKeys(fks[0], orders), ParentKeys(fks[1], products)]
-    rows = [_item("10", "1"), _item("11", "2"), _item("12", "3"), _item("13", "4"), _item("14", "1", "999")]
-    got = annotate(_raw(spark, ITEM_COLS, rows), CONTRACTS["order_items"], parents, "b1", DAY)
+    parents = [ParentKeys(CHILDREN.foreign_keys[0], states)]
+    rows = [("10", "1"), ("11", "2"), ("12", "3"), ("13", "4")]
+    got = annotate(_raw(spark, CHILD_COLS, rows), CHILDREN, parents, "b1", DAY)
     assert {r["id"]: r["_errors"] for r in got.collect()} == {
         10: [],
         11: [],
-        12: ["parent_quarantined:order_id"],
-        13: ["parent_missing:order_id"],
-        14: ["parent_missing:product_id"],
+        12: ["parent_quarantined:parent_id"],
+        13: ["parent_missing:parent_id"],
     }
 
 
 def test_skipped_foreign_key_is_not_stamped_on_rows(spark: SparkSession) -> None:
-    fks = CONTRACTS["order_items"].foreign_keys
-    parents = [ParentKeys(fks[0], None), ParentKeys(fks[1], None)]
-    got = annotate(_raw(spark, ITEM_COLS, [_item("10", "77")]), CONTRACTS["order_items"], parents, "b1", DAY)
+    parents = [ParentKeys(CHILDREN.foreign_keys[0], None)]
+    got = annotate(_raw(spark, CHILD_COLS, [("10", "77")]), CHILDREN, parents, "b1", DAY)
     assert [r["_errors"] for r in got.collect()] == [[]]
 
 
 def test_lineage_columns_are_stamped(spark: SparkSession) -> None:
     got = annotate(
-        _raw(spark, ORDER_COLS, [_order("1")], file="s3://b/raw/orders/p1.csv"),
-        CONTRACTS["orders"],
+        _raw(spark, PARENT_COLS, [_parent("1")], file="s3://b/raw/parents/p1.csv"),
+        PARENTS,
         [],
         "batch-9",
         DAY,
@@ -169,5 +154,5 @@ def test_lineage_columns_are_stamped(spark: SparkSession) -> None:
     assert (got["_batch_id"], got["_processing_date"], got["_source_file"]) == (
         "batch-9",
         DAY,
-        "s3://b/raw/orders/p1.csv",
+        "s3://b/raw/parents/p1.csv",
     )

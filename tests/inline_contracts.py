@@ -1,0 +1,68 @@
+"""Small contracts written in the test itself, for tests about the engine rather than about the
+packaged contracts: a change to ``common/contracts/*.odcs.yaml`` cannot move them."""
+
+from __future__ import annotations
+
+import yaml
+
+from common.contracts.model import Contract
+from common.contracts.odcs import check_against_standard, to_contract
+
+_HEAD = """
+apiVersion: v3.2.0
+kind: DataContract
+id: test-{name}
+name: {name}
+version: 1.0.0
+status: active
+schema:
+- name: {name}
+  physicalName: {name}
+  physicalType: table
+  logicalType: object
+  properties:
+"""
+
+# A parent: a key, a required bounded integer and an optional text.
+PARENTS = """
+  - name: id
+    logicalType: integer
+    physicalType: bigint
+    primaryKey: true
+    primaryKeyPosition: 1
+    required: true
+  - name: size
+    logicalType: integer
+    physicalType: int
+    required: true
+    logicalTypeOptions:
+      minimum: 1
+  - name: label
+    logicalType: string
+    physicalType: string
+"""
+
+# Its child: a key and a required foreign key to parents.id.
+CHILDREN = """
+  - name: id
+    logicalType: integer
+    physicalType: bigint
+    primaryKey: true
+    primaryKeyPosition: 1
+    required: true
+  - name: parent_id
+    logicalType: integer
+    physicalType: bigint
+    required: true
+    relationships:
+    - type: foreignKey
+      to: parents.id
+"""
+
+
+def inline_contract(name: str, properties: str) -> Contract:
+    """The contract named ``name`` whose schema object holds ``properties`` (ODCS YAML)."""
+    text = _HEAD.format(name=name) + properties
+    return to_contract(
+        check_against_standard(yaml.safe_load(text), f"<inline {name}>"), name, f"<inline {name}>"
+    )
