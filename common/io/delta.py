@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from common.contracts.model import quote_literal
 from common.errors import SchemaChangeError, StorageError
-from common.io.spark import broadcast_if_small, kept
+from common.io.spark import broadcast_if_small
 from common.io.storage import spark_path
 
 log = logging.getLogger(__name__)
@@ -261,11 +261,10 @@ def upsert(
     taken only when ``changed`` (a predicate over ``s.`` source and ``t.`` target columns) holds.
     When no row changes anything, nothing is committed, so re-running a batch adds no version.
     The work is the batch's: the target is first cut down to the rows whose keys the source holds
-    (a semi-join against the source's keys, broadcast when they are few), in one scan whose rows
-    (at most ``source_rows``) are kept for the run. When there are none, the rows are appended
-    (the MERGE's own outcome, without its join with the whole table); otherwise only the rows that
-    change something, found from the kept rows and kept in turn, go into the MERGE, broadcast from
-    the source's side when small: neither the check nor the MERGE's source scans the target again.
+    (a semi-join against the source's keys, broadcast when they are few). When there are none,
+    the rows are appended (the MERGE's own outcome, without its join with the whole table);
+    otherwise only the rows that change something go into the MERGE, broadcast from the source's
+    side when small.
 
     Raises:
         StorageError: the table cannot be read or the merge cannot be committed.
@@ -280,24 +279,24 @@ def upsert(
         # change nothing: leave them out, so an unchanged batch commits nothing at all. Only the
         # target rows sharing a key with the source can do that.
         source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
-        with kept(table.toDF().join(source_keys, keys, "left_semi")) as matching:
-            if not matching.count():  # every key is new: the MERGE would only insert, in one commit
-                return _append(spark, uri, table, source, batch_id, previous)
-            condition = F.expr(f"{on} AND NOT ({changed})")
-            found = source.alias("s").join(
-                broadcast_if_small(matching, source_rows).alias("t"), condition, "left_anti"
+        matching = table.toDF().join(source_keys, keys, "left_semi")
+        if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
+            return _append(spark, uri, table, source, batch_id, previous)
+        changes = source.alias("s").join(
+            broadcast_if_small(matching, source_rows).alias("t"),
+            F.expr(f"{on} AND NOT ({changed})"),
+            "left_anti",
+        )
+        if changes.isEmpty():
+            return WriteOutcome(uri, previous, 0, 0, previous)
+        with tagged(spark, batch_id):
+            (
+                table.alias("t")
+                .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
+                .whenMatchedUpdateAll(condition=changed)
+                .whenNotMatchedInsertAll()
+                .execute()
             )
-            with kept(found) as changes:
-                if not changes.count():
-                    return WriteOutcome(uri, previous, 0, 0, previous)
-                with tagged(spark, batch_id):
-                    (
-                        table.alias("t")
-                        .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
-                        .whenMatchedUpdateAll(condition=changed)
-                        .whenNotMatchedInsertAll()
-                        .execute()
-                    )
         version, metrics = _last_commit(table)
     except _ERRORS as exc:
         raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc

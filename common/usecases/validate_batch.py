@@ -185,9 +185,7 @@ def _parent_keys(
     """Valid and quarantined keys of the referenced dataset: this batch plus the lake. Of the
     lake's tables only the keys referenced by the child's rows (``child_rows``, raw, ``child_count``
     of them) and by its parked rows are read into the check, so its cost follows the batch and the
-    park, not the lake; and only those this batch's own valid parent rows leave open (a key valid
-    anywhere is valid): when the batch brings every parent its children name, as a day's orders
-    and their items do, the parent's lake tables are not read at all."""
+    park, not the lake."""
     parent_name, parent_column = fk.references.dataset, fk.references.column
     spec = ctx.contracts[parent_name].columns[parent_column]
     key_type = spark_type(spec.type)
@@ -214,16 +212,13 @@ def _parent_keys(
     this_batch = ctx.annotated.get(parent_name)
     if this_batch is not None:
         split = F.col(QUALITY) == VALID
-        batch_valid = this_batch.where(split).select(F.col(parent_column).alias("key"))
-        valid.append(batch_valid)
+        valid.append(this_batch.where(split).select(F.col(parent_column).alias("key")))
         quarantined.append(this_batch.where(~split).select(F.col(parent_column).alias("key")))
-        assert parent_result is not None  # the batch holds the parent's rows
-        own = broadcast_if_small(batch_valid, parent_result.rows_read)
-        referenced = broadcast_if_small(referenced.join(own, "key", "left_anti"), bound)
-    published, held = _lake_tables_to_look_up(ctx, parent_name, referenced)
+    published = delta.read(ctx.spark, ctx.lake.validated(parent_name))
     if published is not None:
         keys = published.select(F.col(parent_column).alias("key"))
         valid.append(keys.join(referenced, "key", "left_semi"))
+    held = delta.read(ctx.spark, ctx.lake.quarantine(parent_name))
     if held is not None:
         # Quarantined rows keep their text: parse it exactly like the child's foreign key.
         parsed = typed(clean_text(F.col(parent_column)), spec).cast(key_type)
@@ -236,17 +231,6 @@ def _parent_keys(
     if parked is not None:  # used twice (the batch's rows, then the park's): found once
         states = states.persist(StorageLevel.MEMORY_AND_DISK)
     return states
-
-
-def _lake_tables_to_look_up(
-    ctx: _Context, parent: str, open_keys: DataFrame
-) -> tuple[DataFrame | None, DataFrame | None]:
-    """The parent's validated and quarantine tables, each None when it does not exist or no key is
-    left open (then neither is planned nor scanned: one small job on the batch's rows instead)."""
-    uris = (ctx.lake.validated(parent), ctx.lake.quarantine(parent))
-    if not any(delta.exists(ctx.spark, uri) for uri in uris) or open_keys.isEmpty():
-        return None, None
-    return delta.read(ctx.spark, uris[0]), delta.read(ctx.spark, uris[1])
 
 
 def _open_park(ctx: _Context, contract: Contract) -> _Park | None:
