@@ -23,14 +23,19 @@ schema:
   properties:
 """
 
-# A parent: a key, a required bounded integer and an optional text.
-PARENTS = """
+_KEY = """
   - name: id
     logicalType: integer
     physicalType: bigint
     primaryKey: true
     primaryKeyPosition: 1
     required: true
+"""
+
+# A parent: a key, a required bounded integer and an optional text.
+PARENTS = (
+    _KEY
+    + """
   - name: size
     logicalType: integer
     physicalType: int
@@ -41,15 +46,12 @@ PARENTS = """
     logicalType: string
     physicalType: string
 """
+)
 
 # Its child: a key and a required foreign key to parents.id.
-CHILDREN = """
-  - name: id
-    logicalType: integer
-    physicalType: bigint
-    primaryKey: true
-    primaryKeyPosition: 1
-    required: true
+CHILDREN = (
+    _KEY
+    + """
   - name: parent_id
     logicalType: integer
     physicalType: bigint
@@ -58,6 +60,7 @@ CHILDREN = """
     - type: foreignKey
       to: parents.id
 """
+)
 
 
 def inline_contract(name: str, properties: str) -> Contract:

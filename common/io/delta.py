@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from common.contracts.model import quote_literal
 from common.errors import SchemaChangeError, StorageError
-from common.io.spark import broadcast_if_small
+from common.io.spark import broadcast_if_small, session_conf
 from common.io.storage import spark_path
 
 log = logging.getLogger(__name__)
@@ -563,7 +563,7 @@ def upkeep(spark: SparkSession, target_bytes: int) -> Iterator[None]:
     - VACUUM's safety check (at least 7 days kept) is lifted: the caller owns the retention rule;
     - VACUUM lists the table's folder in a Spark job of :data:`VACUUM_LISTING_TASKS` tasks.
     """
-    with _session_conf(
+    with session_conf(
         spark,
         {
             "spark.databricks.delta.optimize.maxFileSize": str(target_bytes),
@@ -573,21 +573,6 @@ def upkeep(spark: SparkSession, target_bytes: int) -> Iterator[None]:
         },
     ):
         yield
-
-
-@contextmanager
-def _session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
-    before = {key: spark.conf.get(key, None) for key in values}
-    for key, value in values.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, old in before.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
 
 
 def compact(spark: SparkSession, uri: str) -> int:

@@ -121,17 +121,25 @@ def broadcast_only_when_hinted(spark: SparkSession) -> Iterator[None]:
     never one it estimates small: a lake table's compressed files made 5M rows look small, and
     their hash table did not fit a 2 GB driver (a MERGE failed). The session's own setting is put
     back afterwards (``jobs.run`` goes on to transform in it)."""
-    saved = {key: spark.conf.get(key, None) for key in _BROADCAST_THRESHOLDS}
-    for key in _BROADCAST_THRESHOLDS:
-        spark.conf.set(key, "-1")
+    with session_conf(spark, dict.fromkeys(_BROADCAST_THRESHOLDS, "-1")):
+        yield
+
+
+@contextmanager
+def session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
+    """The session's settings ``values`` inside the block; each one's own value (or its absence)
+    put back afterwards."""
+    before = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
+        for key, old in before.items():
+            if old is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, old)
 
 
 def quick_jit(settings: Settings, size: BatchSize | None) -> bool:
