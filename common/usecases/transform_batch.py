@@ -12,11 +12,11 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -251,9 +251,15 @@ class _Missing(Exception):
 
 
 def _stored_parts(
-    spark: SparkSession, uri: str, version: int | None, where: str, parts: Callable[[DataFrame], DataFrame]
+    spark: SparkSession,
+    uri: str,
+    version: int | None,
+    where: str,
+    parts: Callable[[DataFrame], DataFrame],
+    keep: Callable[[DataFrame], DataFrame],
 ) -> DataFrame | None:
-    """The parts of the KPI rows matching ``where`` at ``version`` (None: no rows yet), kept.
+    """The parts of the KPI rows matching ``where`` at ``version`` (None: no rows yet), kept
+    (``keep``) until the caller's outputs are written.
 
     Raises:
         _Missing: a row lacks a part.
@@ -264,9 +270,8 @@ def _stored_parts(
     assert rows is not None
     if not {"returned_orders", "returned_items"} & set(rows.columns):
         raise _Missing
-    stored = parts(rows.where(where)).persist(StorageLevel.MEMORY_AND_DISK)
+    stored = keep(parts(rows.where(where)))
     if stored.where(" OR ".join(f"`{c}` IS NULL" for c in stored.columns)).limit(1).count():
-        stored.unpersist()
         raise _Missing
     return stored
 
@@ -296,31 +301,27 @@ def _transform(
     )
     bases = _kpi_bases(spark, lake, validated, batch_id, tables)
     if bases is not None and any(v is not None for v in bases.values()):  # rows to add to
-        held: list[DataFrame] = []
+        with ExitStack() as held:  # every frame kept below is released when the block ends
 
-        def keep(frame: DataFrame) -> DataFrame:
-            held.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
-            return frame
+            def keep(frame: DataFrame) -> DataFrame:
+                return held.enter_context(kept(frame))
 
-        try:
-            frames = _added(
-                spark, lake, validated, orders, items, products, before, batch_id, bases, outcome, keep
-            )
-            if frames is None:
-                outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
-                return outcome
-            log.info(
-                "touched dates: %d, their KPIs found in %.1fs",
-                len(outcome.touched_dates),
-                time.monotonic() - clock,
-            )
-            outcome.notes.append(ADDED)
-            return _publish(spark, settings, lake, batch_id, computed_at, lease, outcome, *frames)
-        except _Missing:
-            outcome.touched_dates = []
-        finally:
-            for frame in held:
-                frame.unpersist()
+            try:
+                frames = _added(
+                    spark, lake, validated, orders, items, products, before, batch_id, bases, outcome, keep
+                )
+                if frames is None:
+                    outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
+                    return outcome
+                log.info(
+                    "touched dates: %d, their KPIs found in %.1fs",
+                    len(outcome.touched_dates),
+                    time.monotonic() - clock,
+                )
+                outcome.notes.append(ADDED)
+                return _publish(spark, settings, lake, batch_id, computed_at, lease, outcome, *frames)
+            except _Missing:
+                outcome.touched_dates = []
     dates_df = kpis.touched_dates(
         orders,
         items,
@@ -412,7 +413,7 @@ def _added(
         return None
     where = f"order_date IN ({_date_list(outcome.touched_dates)})"
     stored = _stored_parts(
-        spark, lake.kpi(kpis.ORDER_DAILY.name), bases[kpis.ORDER_DAILY.name], where, kpis.order_parts_of
+        spark, lake.kpi(kpis.ORDER_DAILY.name), bases[kpis.ORDER_DAILY.name], where, kpis.order_parts_of, keep
     )
     order_parts = (
         order_change
@@ -428,6 +429,7 @@ def _added(
         bases[kpis.CATEGORY_DAILY.name],
         where,
         kpis.category_parts_of,
+        keep,
     )
     category_parts = (
         category_change
