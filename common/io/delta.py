@@ -448,6 +448,24 @@ def read(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame
         raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
 
 
+def pinned(spark: SparkSession, uri: str) -> DataFrame | None:
+    """The table at ``uri`` as of its current version, fixed in the frame, or None when there is
+    none yet. A frame kept (persisted) from it stays kept, with the same rows, when the run writes
+    the table afterwards: Delta re-caches every kept plan that reads a table it writes, so a frame
+    read with :func:`read` would be run again, against the new version, at its next use.
+
+    Raises:
+        StorageError: the table cannot be read.
+    """
+    if not exists(spark, uri):
+        return None
+    try:
+        version, _ = _head(DeltaTable.forPath(spark, spark_path(uri)))
+    except _ERRORS as exc:
+        raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
+    return read(spark, uri, version)
+
+
 def version_before_batch(history: list[Commit], batch_id: str) -> int | None:
     """Of a table's ``history`` (:func:`commits`), the version just before ``batch_id`` first
     committed to it, or None when the batch committed nothing or there were no rows before it

@@ -185,7 +185,8 @@ def _parent_keys(
     """Valid and quarantined keys of the referenced dataset: this batch plus the lake. Of the
     lake's tables only the keys referenced by the child's rows (``child_rows``, raw, ``child_count``
     of them) and by its parked rows are read into the check, so its cost follows the batch and the
-    park, not the lake."""
+    park, not the lake. The lake's tables are read as they are now (:func:`delta.pinned`): the
+    child's kept rows, checked against them, are not run again when the parents are published."""
     parent_name, parent_column = fk.references.dataset, fk.references.column
     spec = ctx.contracts[parent_name].columns[parent_column]
     key_type = spark_type(spec.type)
@@ -214,11 +215,11 @@ def _parent_keys(
         split = F.col(QUALITY) == VALID
         valid.append(this_batch.where(split).select(F.col(parent_column).alias("key")))
         quarantined.append(this_batch.where(~split).select(F.col(parent_column).alias("key")))
-    published = delta.read(ctx.spark, ctx.lake.validated(parent_name))
+    published = delta.pinned(ctx.spark, ctx.lake.validated(parent_name))
     if published is not None:
         keys = published.select(F.col(parent_column).alias("key"))
         valid.append(keys.join(referenced, "key", "left_semi"))
-    held = delta.read(ctx.spark, ctx.lake.quarantine(parent_name))
+    held = delta.pinned(ctx.spark, ctx.lake.quarantine(parent_name))
     if held is not None:
         # Quarantined rows keep their text: parse it exactly like the child's foreign key.
         parsed = typed(clean_text(F.col(parent_column)), spec).cast(key_type)
@@ -239,7 +240,7 @@ def _open_park(ctx: _Context, contract: Contract) -> _Park | None:
     parks them again from its files; only the date they were first parked on is kept."""
     if not contract.parks:
         return None
-    table = delta.read(ctx.spark, ctx.lake.parked(contract.dataset))
+    table = delta.pinned(ctx.spark, ctx.lake.parked(contract.dataset))
     if table is None:
         return None
     mine = F.col(BATCH_ID) == F.lit(ctx.batch.batch_id)
