@@ -148,7 +148,19 @@ def run_transform(
         DynamoWriteError: DynamoDB items could not be written after retries.
     """
     with lake_lease(settings, "transform") as lease:
-        return _transform(spark, settings, lake, batch_id, computed_at, lease)
+        return _transform(_Run(spark, settings, lake, batch_id, computed_at, lease))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One transform run: what computing and publishing its KPIs both need."""
+
+    spark: SparkSession
+    settings: Settings
+    lake: Lake
+    batch_id: str
+    computed_at: dt.datetime
+    lease: LeaseCheck
 
 
 ORDER_COLUMNS = ["order_id", "user_id", "status", "created_at"]
@@ -276,14 +288,8 @@ def _stored_parts(
     return stored
 
 
-def _transform(
-    spark: SparkSession,
-    settings: Settings,
-    lake: Lake,
-    batch_id: str,
-    computed_at: dt.datetime,
-    lease: LeaseCheck,
-) -> TransformOutcome:
+def _transform(run: _Run) -> TransformOutcome:
+    spark, lake, batch_id = run.spark, run.lake, run.batch_id
     outcome = TransformOutcome()
     clock = time.monotonic()
     validated = _Validated(spark, lake)
@@ -319,7 +325,7 @@ def _transform(
                     time.monotonic() - clock,
                 )
                 outcome.notes.append(ADDED)
-                return _publish(spark, settings, lake, batch_id, computed_at, lease, outcome, *frames)
+                return _publish(run, outcome, *frames)
             except _Missing:
                 outcome.touched_dates = []
     dates_df = kpis.touched_dates(
@@ -343,17 +349,7 @@ def _transform(
     lines = kpis.order_lines(dated, items)
     category = None if products is None else kpis.category_daily(lines, products)
     with kept(lines):  # both outputs aggregate the same lines
-        return _publish(
-            spark,
-            settings,
-            lake,
-            batch_id,
-            computed_at,
-            lease,
-            outcome,
-            kpis.order_daily(dated, lines),
-            category,
-        )
+        return _publish(run, outcome, kpis.order_daily(dated, lines), category)
 
 
 def _added(
@@ -440,18 +436,11 @@ def _added(
 
 
 def _publish(
-    spark: SparkSession,
-    settings: Settings,
-    lake: Lake,
-    batch_id: str,
-    computed_at: dt.datetime,
-    lease: LeaseCheck,
-    outcome: TransformOutcome,
-    order_frame: DataFrame,
-    category_frame: DataFrame | None,
+    run: _Run, outcome: TransformOutcome, order_frame: DataFrame, category_frame: DataFrame | None
 ) -> TransformOutcome:
     """Write the KPI rows of ``outcome.touched_dates`` (DynamoDB, then Delta) and register the tables."""
-    stamp = {"batch_id": F.lit(batch_id), "computed_at": F.lit(computed_at.isoformat())}
+    spark, settings, lake, batch_id = run.spark, run.settings, run.lake, run.batch_id
+    stamp = {"batch_id": F.lit(batch_id), "computed_at": F.lit(run.computed_at.isoformat())}
     frames = [
         (
             KpiOutput(kpis.ORDER_DAILY),
@@ -475,7 +464,7 @@ def _publish(
 
     def write(output: KpiOutput, frame: DataFrame, dynamo_table: str | None) -> None:
         clock = time.monotonic()
-        lease.check()
+        run.lease.check()
         _write_output(spark, lake, output, frame, outcome.touched_dates, batch_id, dynamo_table, client)
         log.info(
             "%s: %d rows computed and written in %.1fs", output.table, output.rows, time.monotonic() - clock
