@@ -141,8 +141,6 @@ LIMIT = 2048
         ([ROW, "9," + "x" * 5000, ROW], "\r\n", 5003),  # its CR counts: only LF ends a line here
         ([ROW, "x" * (LIMIT + 1), ROW], "\n", LIMIT + 1),  # just over: returned and measured
         ([ROW, "x" * 3 * LIMIT], "\n", 3 * LIMIT),  # the last line (no file here ends in a line end)
-        ([ROW, "x" * LIMIT, ROW], "\r\n", 0),  # at the limit (its CR not counted)
-        ([ROW] * 3000, "\r\n", 0),  # more line ends than the limit: no false alarm
     ],
 )
 def test_lines_longer_than_the_limit_are_measured_never_held(
@@ -150,10 +148,25 @@ def test_lines_longer_than_the_limit_are_measured_never_held(
 ) -> None:
     path = write_csv(tmp_path / "long.csv", end.join([HEADER, *lines]))
     checked = inspect_file(path, PRODUCTS, make_settings())
-    counts, marked = count_rows(spark, [checked], multiline=False, max_line_bytes=LIMIT)
+    _, marked = count_rows(spark, [checked], multiline=False, max_line_bytes=LIMIT)
     assert marked[0].long_line_bytes == long_bytes
-    if not long_bytes:
-        assert counts == {path: len(lines)}
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [ROW, "x" * LIMIT, ROW],  # at the limit (its CR not counted)
+        [ROW] * 3000,  # more line ends than the limit: no false alarm
+    ],
+)
+def test_lines_within_the_limit_are_counted_and_raise_no_alarm(
+    spark: SparkSession, tmp_path: Path, lines: list[str]
+) -> None:
+    path = write_csv(tmp_path / "within.csv", "\r\n".join([HEADER, *lines]))
+    checked = inspect_file(path, PRODUCTS, make_settings())
+    counts, marked = count_rows(spark, [checked], multiline=False, max_line_bytes=LIMIT)
+    assert marked[0].long_line_bytes == 0
+    assert counts == {path: len(lines)}
 
 
 @pytest.mark.parametrize(
