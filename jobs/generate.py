@@ -20,6 +20,7 @@ from common.errors import ConfigurationError, PipelineError
 from common.generator import GeneratorConfig, generate_batch
 from common.settings import load_settings
 from common.usecases.stage_batch import stage_batch
+from jobs.exit_codes import ExitCode
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -131,18 +132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings = load_settings([], prog="python -m jobs.generate")
             except ConfigurationError as exc:
                 print(f"error: {exc}", file=sys.stderr)
-                return 2
+                return ExitCode.CONFIG
             try:
                 report["manifest"] = stage_batch(out / "manifest.json", args.upload, settings)
             except PipelineError as exc:
                 print(f"error: {exc}", file=sys.stderr)
-                return 1
+                return ExitCode.FAILED
     report["seconds"] = round(time.monotonic() - started, 1)
     report["datasets"] = {
         name: {k: v for k, v in d.items() if k.startswith("rows")} for name, d in truth["datasets"].items()
     }
     print(json.dumps(report))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
