@@ -439,6 +439,10 @@ def read(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame
     """
     if not exists(spark, uri):
         return None
+    return _load(spark, uri, version)
+
+
+def _load(spark: SparkSession, uri: str, version: int | None) -> DataFrame:
     try:
         reader = spark.read.format("delta")
         if version is not None:
@@ -463,7 +467,7 @@ def pinned(spark: SparkSession, uri: str) -> DataFrame | None:
         version, _ = _head(DeltaTable.forPath(spark, spark_path(uri)))
     except _ERRORS as exc:
         raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
-    return read(spark, uri, version)
+    return _load(spark, uri, version)
 
 
 def version_before_batch(history: list[Commit], batch_id: str) -> int | None:
