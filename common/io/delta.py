@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from common.contracts.model import quote_literal
 from common.errors import SchemaChangeError, StorageError
-from common.io.spark import broadcast_if_small, session_conf
+from common.io.spark import broadcast_if_small, kept, session_conf
 from common.io.storage import spark_path
 
 log = logging.getLogger(__name__)
@@ -277,26 +277,31 @@ def upsert(
     try:
         # Source rows whose key exists with the same content, or was written by a later batch,
         # change nothing: leave them out, so an unchanged batch commits nothing at all. Only the
-        # target rows sharing a key with the source can do that.
+        # target rows sharing a key with the source can do that. They are found once and kept
+        # (at most the source's rows), from the table as of this version: the checks below and
+        # the MERGE's source use them without scanning the table again, and the MERGE's own
+        # write does not drop them (see :func:`pinned`).
         source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
-        matching = table.toDF().join(source_keys, keys, "left_semi")
-        if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
-            return _append(spark, uri, table, source, batch_id, previous)
-        changes = source.alias("s").join(
-            broadcast_if_small(matching, source_rows).alias("t"),
-            F.expr(f"{on} AND NOT ({changed})"),
-            "left_anti",
-        )
-        if changes.isEmpty():
-            return WriteOutcome(uri, previous, 0, 0, previous)
-        with tagged(spark, batch_id):
-            (
-                table.alias("t")
-                .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
-                .whenMatchedUpdateAll(condition=changed)
-                .whenNotMatchedInsertAll()
-                .execute()
+        target = in_key_range(_load(spark, uri, previous), source_keys, keys)
+        with kept(target.join(source_keys, keys, "left_semi")) as matching:
+            if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
+                return _append(spark, uri, table, source, batch_id, previous)
+            changes = source.alias("s").join(
+                broadcast_if_small(matching, source_rows).alias("t"),
+                F.expr(f"{on} AND NOT ({changed})"),
+                "left_anti",
             )
+            with kept(changes) as changes:
+                if changes.isEmpty():
+                    return WriteOutcome(uri, previous, 0, 0, previous)
+                with tagged(spark, batch_id):
+                    (
+                        table.alias("t")
+                        .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
+                        .whenMatchedUpdateAll(condition=changed)
+                        .whenNotMatchedInsertAll()
+                        .execute()
+                    )
         version, metrics = _last_commit(table)
     except _ERRORS as exc:
         raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
@@ -307,6 +312,21 @@ def upsert(
         int(metrics.get("numTargetRowsUpdated", 0)),
         previous,
     )
+
+
+def in_key_range(rows: DataFrame, keys: DataFrame, columns: list[str]) -> DataFrame:
+    """``rows`` (read from a Delta table) cut to the range ``keys`` spans in each of ``columns``:
+    a filter Delta answers from its files' statistics (each column's least and greatest value),
+    so a file that holds no key in the range is not read. A batch of new sequential ids (above
+    every stored one) skips every file; ids spread over the whole table skip none, at the cost of
+    one small aggregation of ``keys``. No keys: ``rows`` as they are."""
+    bounds = keys.agg(*[F.min(c) for c in columns], *[F.max(c) for c in columns]).first()
+    if bounds is None or any(value is None for value in bounds):
+        return rows
+    for index, column in enumerate(columns):
+        least, greatest = bounds[index], bounds[len(columns) + index]
+        rows = rows.where(F.col(column).between(F.lit(least), F.lit(greatest)))
+    return rows
 
 
 def _write_append(spark: SparkSession, uri: str, data: DataFrame, batch_id: str | None) -> None:
