@@ -249,7 +249,7 @@ def upsert(
     source: DataFrame,
     schema: T.StructType,
     keys: list[str],
-    changed: str,
+    changed: UpdateWhen,
     batch_id: str,
     source_rows: int,
     properties: dict[str, str] | None = None,
@@ -258,7 +258,7 @@ def upsert(
     (creating it from ``schema``, with ``properties``).
 
     Only source rows that change something are merged: a row whose key matches a target row is
-    taken only when ``changed`` (a predicate over ``s.`` source and ``t.`` target columns) holds.
+    taken only when ``changed`` holds.
     When no row changes anything, nothing is committed, so re-running a batch adds no version.
     The work is the batch's: the target is first cut down to the rows whose keys the source holds
     (a semi-join against the source's keys, broadcast when they are few). When there are none,
@@ -277,18 +277,19 @@ def upsert(
     try:
         # Source rows whose key exists with the same content, or was written by a later batch,
         # change nothing: leave them out, so an unchanged batch commits nothing at all. Only the
-        # target rows sharing a key with the source can do that. They are found once and kept
-        # (at most the source's rows), from the table as of this version: the checks below and
-        # the MERGE's source use them without scanning the table again, and the MERGE's own
-        # write does not drop them (see :func:`pinned`).
+        # target rows sharing a key with the source can do that. Their keys and compared columns
+        # are found once and kept (at most the source's rows), from the table as of this
+        # version: the checks below and the MERGE's source use them without scanning the table
+        # again, and the MERGE's own write does not drop them (see :func:`pinned`).
         source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
-        target = in_key_range(_load(spark, uri, previous), source_keys, keys)
+        target = _load(spark, uri, previous).select(*keys, *[c for c in changed.columns if c not in keys])
+        target = in_key_range(target, source_keys, keys)
         with kept(target.join(source_keys, keys, "left_semi")) as matching:
             if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
                 return _append(spark, uri, table, source, batch_id, previous)
             changes = source.alias("s").join(
                 broadcast_if_small(matching, source_rows).alias("t"),
-                F.expr(f"{on} AND NOT ({changed})"),
+                F.expr(f"{on} AND NOT ({changed.condition})"),
                 "left_anti",
             )
             with kept(changes) as changes:
@@ -298,7 +299,7 @@ def upsert(
                     (
                         table.alias("t")
                         .merge(broadcast_if_small(changes, source_rows).alias("s"), on)
-                        .whenMatchedUpdateAll(condition=changed)
+                        .whenMatchedUpdateAll(condition=changed.condition)
                         .whenNotMatchedInsertAll()
                         .execute()
                     )
@@ -327,6 +328,16 @@ def in_key_range(rows: DataFrame, keys: DataFrame, columns: list[str]) -> DataFr
         least, greatest = bounds[index], bounds[len(columns) + index]
         rows = rows.where(F.col(column).between(F.lit(least), F.lit(greatest)))
     return rows
+
+
+@dataclass(frozen=True)
+class UpdateWhen:
+    """When a source row replaces the stored row of its key: ``condition``, SQL over ``s.``
+    (source) and ``t.`` (target) columns, and the target's ``columns`` it reads (only those of
+    the matching stored rows are read and kept)."""
+
+    condition: str
+    columns: tuple[str, ...]
 
 
 def _write_append(spark: SparkSession, uri: str, data: DataFrame, batch_id: str | None) -> None:

@@ -60,7 +60,9 @@ log = logging.getLogger(__name__)
 
 # A later batch's version of a record replaces an earlier one; re-running a batch (same
 # content) or an older batch never rewrites a row.
-UPDATE_WHEN = f"t.{ROW_HASH} <> s.{ROW_HASH} AND s.{BATCH_ID} >= t.{BATCH_ID}"
+UPDATE_WHEN = delta.UpdateWhen(
+    f"t.{ROW_HASH} <> s.{ROW_HASH} AND s.{BATCH_ID} >= t.{BATCH_ID}", (ROW_HASH, BATCH_ID)
+)
 
 
 @dataclass

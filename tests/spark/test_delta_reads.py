@@ -70,6 +70,6 @@ def test_an_upsert_of_new_keys_opens_no_file_of_older_keys(spark: SparkSession, 
     _two_files_without_the_first(spark, uri)
     schema = T.StructType([T.StructField("key", T.LongType())])
     new = spark.range(200, 205).withColumnRenamed("id", "key")
-    outcome = delta.upsert(spark, uri, new, schema, ["key"], "false", "b2", 5)
+    outcome = delta.upsert(spark, uri, new, schema, ["key"], delta.UpdateWhen("false", ()), "b2", 5)
     assert (outcome.rows_inserted, outcome.rows_updated) == (5, 0)
     assert outcome.version == outcome.previous_version + 1

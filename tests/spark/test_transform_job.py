@@ -322,7 +322,7 @@ def test_a_batch_that_only_added_rows_is_told_from_one_that_changed_rows(
     changed none: an append, or a MERGE that updated nothing, is told apart from one that did."""
     uri = str(tmp_path / "t")
     schema = spark.createDataFrame([(1, "a", "b0")], "id long, v string, _batch_id string").schema
-    when = "t.v <> s.v AND s._batch_id >= t._batch_id"
+    when = delta.UpdateWhen("t.v <> s.v AND s._batch_id >= t._batch_id", ("v", "_batch_id"))
 
     def write(rows: list[tuple[int, str]], batch: str) -> None:
         frame = spark.createDataFrame([(i, v, batch) for i, v in rows], schema)
