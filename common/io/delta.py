@@ -283,7 +283,7 @@ def upsert(
         # again, and the MERGE's own write does not drop them (see :func:`pinned`).
         source_keys = broadcast_if_small(source.select(*keys).distinct(), source_rows)
         target = _load(spark, uri, previous).select(*keys, *[c for c in changed.columns if c not in keys])
-        target = in_key_range(target, source_keys, keys)
+        target = in_key_range(target, source, keys)  # the bounds need no distinct keys
         with kept(target.join(source_keys, keys, "left_semi")) as matching:
             if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
                 return _append(spark, uri, table, source, batch_id, previous)
