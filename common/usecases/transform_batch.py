@@ -209,16 +209,19 @@ def _kpi_bases(
     batch has changed a validated table since this batch's first commit to one; and each KPI table,
     as it was before this batch's transform first wrote it, was last written by the transform of
     the batch that changed the validated tables just before this one (none for an empty lake).
+    The logs need not begin at version 0 (Delta's cleanup cuts them), only show those commits.
     A re-run of the last batch's transform finds the same versions: it gives the same rows.
     """
     validated: list[delta.Commit] = []
+    horizons: list[dt.datetime] = []  # the first commit still shown by each log cut by Delta's cleanup
     for name in ("orders", "order_items", "products"):
-        found = _data_commits(validated_tables.history(name))
-        if found is None:
+        history = validated_tables.history(name)
+        found = _data_commits(history)
+        if history is None or found is None:
             continue
         commits, complete = found
         if not complete:
-            return None  # the log no longer shows where the rows came from
+            horizons.append(history[0].timestamp)
         properties = delta.describe(spark, lake.validated(name)).properties
         if any(properties.get(k) != v for k, v in delta.IN_COMMIT_TIMESTAMPS.items()):
             return None  # commit times from files: their order across tables is not to be trusted
@@ -232,6 +235,12 @@ def _kpi_bases(
     earlier = sorted((c for c in validated if c.timestamp < first), key=lambda c: c.timestamp)
     previous = earlier[-1].batch_id if earlier else None
     if earlier and previous is None:
+        return None
+    # Delta drops log entries older than the log's retention (30 days) once a checkpoint covers
+    # them, so a lake's logs soon stop beginning at version 0. A cut log hides only commits older
+    # than the first one it shows: the last commit before this batch is among those shown when
+    # no log's first shown commit is later than it. Otherwise (or when none is shown) recompute.
+    if horizons and (not earlier or max(horizons) > earlier[-1].timestamp):
         return None
     bases: dict[str, int | None] = {}
     for table in tables:

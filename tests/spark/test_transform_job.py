@@ -208,6 +208,62 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     assert "no DynamoDB table configured: KPIs written to Delta only" in result["notes"]
 
 
+def _cut_log(spark: SparkSession, table: Path, first: int) -> None:
+    """What Delta's log cleanup leaves once entries are older than the log's retention: a
+    checkpoint at version ``first`` and no log entry before it."""
+    jvm = spark._jvm
+    assert jvm is not None
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(table))
+    defaults = [getattr(log, f"getSnapshotAt$default${n}")() for n in (2, 3, 4)]
+    log.checkpoint(log.getSnapshotAt(first, *defaults), jvm.scala.Option.empty())
+    for entry in (table / "_delta_log").iterdir():
+        version = entry.name.lstrip(".")[:20]
+        if version.isdigit() and int(version) < first:
+            entry.unlink()
+    jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+
+
+def _last_version_before(spark: SparkSession, table: Path, batch_id: str) -> int:
+    history = delta.commits(spark, str(table))
+    first = (
+        min(c.version for c in history if c.batch_id == batch_id)
+        if any(c.batch_id == batch_id for c in history)
+        else len(history)
+    )
+    return max(c.version for c in history if c.version < first)
+
+
+def test_logs_cut_by_delta_s_cleanup_still_let_a_batch_add_its_change(
+    spark: SparkSession, tmp_path: Path, three_batches: dict[str, Any]
+) -> None:
+    """A lake older than the log's retention (30 days) has logs that no longer begin at version 0.
+    The change is still added when each log shows the commits just before the batch, and the rows
+    are the same; when a log hides them, the touched dates are recomputed, again the same."""
+    lake = tmp_path / "lake"
+    shutil.copytree(three_batches["lake"], lake)
+    last, _ = three_batches["batches"][-1]
+    before = _category_rows(lake)
+    tables = [lake / "validated" / name for name in ("orders", "order_items", "products")]
+    tables += [lake / "kpi" / name for name in ("order_daily", "category_daily")]
+    for table in tables:  # each log cut to the last commit before the batch's first
+        _cut_log(spark, table, _last_version_before(spark, table, last))
+        assert delta.commits(spark, str(table))[0].version > 0
+    assert run_transform(spark, lake, "--batch-id", last) == 0
+    result = json.loads((lake / "_results" / last / "transform.json").read_text())
+    assert transform_batch.ADDED in result["notes"]
+    assert _category_rows(lake).equals(before)
+
+    # A log whose first shown commit came after the commits before the batch (here a property
+    # set on the products table, then its log cut there) may hide the last of them: recomputed.
+    products = lake / "validated" / "products"
+    spark.sql(f"ALTER TABLE delta.`{products}` SET TBLPROPERTIES ('ecom.note' = 'cut')")
+    _cut_log(spark, products, delta.commits(spark, str(products))[-1].version)
+    assert run_transform(spark, lake, "--batch-id", last) == 0
+    result = json.loads((lake / "_results" / last / "transform.json").read_text())
+    assert transform_batch.RECOMPUTED in result["notes"]
+    assert _category_rows(lake).equals(before)
+
+
 def _category_rows(lake: Path) -> Any:
     return (
         delta_rows(lake / "kpi" / "category_daily")
