@@ -176,3 +176,18 @@ def count_looks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     monkeypatch.setattr(storage, "size", sized)
     monkeypatch.setattr(storage, "read_head", headed)
     return looks
+
+
+def cut_log(spark: SparkSession, table: Path, first: int) -> None:
+    """What Delta's log cleanup leaves once entries are older than the log's retention (30 days):
+    a checkpoint at version ``first`` and no log entry before it."""
+    jvm = spark._jvm
+    assert jvm is not None
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(table))
+    defaults = [getattr(log, f"getSnapshotAt$default${n}")() for n in (2, 3, 4)]
+    log.checkpoint(log.getSnapshotAt(first, *defaults), jvm.scala.Option.empty())
+    for entry in (table / "_delta_log").iterdir():
+        version = entry.name.lstrip(".")[:20]
+        if version.isdigit() and int(version) < first:
+            entry.unlink()
+    jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()

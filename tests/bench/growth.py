@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from common.generator import GeneratorConfig, generate_batch
+from common.usecases.transform_batch import ADDED
 
 HISTORIES = (0, 1_000_000, 5_000_000)
 LARGEST = 20_000_000  # --with-10m adds it
@@ -122,6 +123,12 @@ def check_updates(lake: Path, history: dict[str, Any] | None, day_data: Path) ->
         assert table["rows_updated"] == expected, (name, table, expected)
 
 
+def check_added(lake: Path) -> None:
+    """The day's KPIs were the stored rows plus its change, not recomputed from the whole lake."""
+    notes = json.loads((lake / "_results" / DAY_BATCH_ID / "transform.json").read_text())["notes"]
+    assert ADDED in notes, notes
+
+
 def run_growth(
     histories: list[int],
     runs: int,
@@ -156,6 +163,8 @@ def run_growth(
                 result.peak_rss_mb = max(result.peak_rss_mb, measured.peak_rss_mb)
             check(lake, expected_rows(history_truth, day, day_data))
             check_updates(lake, history_truth, day_data)
+            if items:
+                check_added(lake)
             shutil.rmtree(lake, ignore_errors=True)
         results.append(result)
     return results

@@ -28,7 +28,7 @@ from tests.aws_stack import CATEGORY_KPI_TABLE as CATEGORY_TABLE
 from tests.aws_stack import ORDER_KPI_TABLE as ORDER_TABLE
 from tests.aws_stack import create_kpi_tables
 from tests.conftest import write_csv
-from tests.helpers import CATEGORY_FIELDS, ORDER_FIELDS, delta_kpis, delta_rows, run_validate
+from tests.helpers import CATEGORY_FIELDS, ORDER_FIELDS, cut_log, delta_kpis, delta_rows, run_validate
 
 
 def run_transform(spark: SparkSession, lake: Path, *args: str) -> int:
@@ -208,21 +208,6 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     assert "no DynamoDB table configured: KPIs written to Delta only" in result["notes"]
 
 
-def _cut_log(spark: SparkSession, table: Path, first: int) -> None:
-    """What Delta's log cleanup leaves once entries are older than the log's retention: a
-    checkpoint at version ``first`` and no log entry before it."""
-    jvm = spark._jvm
-    assert jvm is not None
-    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(table))
-    defaults = [getattr(log, f"getSnapshotAt$default${n}")() for n in (2, 3, 4)]
-    log.checkpoint(log.getSnapshotAt(first, *defaults), jvm.scala.Option.empty())
-    for entry in (table / "_delta_log").iterdir():
-        version = entry.name.lstrip(".")[:20]
-        if version.isdigit() and int(version) < first:
-            entry.unlink()
-    jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
-
-
 def _last_version_before(spark: SparkSession, table: Path, batch_id: str) -> int:
     history = delta.commits(spark, str(table))
     first = (
@@ -246,7 +231,7 @@ def test_logs_cut_by_delta_s_cleanup_still_let_a_batch_add_its_change(
     tables = [lake / "validated" / name for name in ("orders", "order_items", "products")]
     tables += [lake / "kpi" / name for name in ("order_daily", "category_daily")]
     for table in tables:  # each log cut to the last commit before the batch's first
-        _cut_log(spark, table, _last_version_before(spark, table, last))
+        cut_log(spark, table, _last_version_before(spark, table, last))
         assert delta.commits(spark, str(table))[0].version > 0
     assert run_transform(spark, lake, "--batch-id", last) == 0
     result = json.loads((lake / "_results" / last / "transform.json").read_text())
@@ -257,7 +242,7 @@ def test_logs_cut_by_delta_s_cleanup_still_let_a_batch_add_its_change(
     # set on the products table, then its log cut there) may hide the last of them: recomputed.
     products = lake / "validated" / "products"
     spark.sql(f"ALTER TABLE delta.`{products}` SET TBLPROPERTIES ('ecom.note' = 'cut')")
-    _cut_log(spark, products, delta.commits(spark, str(products))[-1].version)
+    cut_log(spark, products, delta.commits(spark, str(products))[-1].version)
     assert run_transform(spark, lake, "--batch-id", last) == 0
     result = json.loads((lake / "_results" / last / "transform.json").read_text())
     assert transform_batch.RECOMPUTED in result["notes"]
