@@ -181,6 +181,8 @@ RECOMPUTED = (
     "KPIs: the touched dates recomputed from the validated tables (the stored rows do not hold "
     "exactly the batches before this one, or too many orders were affected)"
 )
+# The note after RECOMPUTED that says which condition failed.
+RECOMPUTED_BECAUSE = "KPIs recomputed because "
 # Past this many affected orders (the most whose (date, user) pairs can be broadcast), adding the
 # batch's change is no cheaper than recomputing its dates.
 MAX_AFFECTED_ORDERS = BROADCAST_MAX_ROWS // 2
@@ -199,11 +201,14 @@ def _kpi_history(spark: SparkSession, uri: str) -> list[delta.Commit] | None:
     return delta.commits(spark, uri) if delta.exists(spark, uri) else None
 
 
+class _Missing(Exception):
+    """The stored KPI rows cannot be added to (the message says why): recompute instead."""
+
+
 def _kpi_bases(
     spark: SparkSession, lake: Lake, validated_tables: _Validated, batch_id: str, tables: list[str]
-) -> dict[str, int | None] | None:
-    """The version of each KPI table that a change can be added to, or None when a full recompute
-    is needed (None in the dict: the table has no rows to add to).
+) -> dict[str, int]:
+    """The version of each KPI table that a change can be added to.
 
     The KPI rows before this batch's transform hold every batch before it exactly when: no other
     batch has changed a validated table since this batch's first commit to one; and each KPI table,
@@ -211,6 +216,9 @@ def _kpi_bases(
     the batch that changed the validated tables just before this one (none for an empty lake).
     The logs need not begin at version 0 (Delta's cleanup cuts them), only show those commits.
     A re-run of the last batch's transform finds the same versions: it gives the same rows.
+
+    Raises:
+        _Missing: a full recompute is needed (the first batch, or the rule above does not hold).
     """
     validated: list[delta.Commit] = []
     horizons: list[dt.datetime] = []  # the first commit still shown by each log cut by Delta's cleanup
@@ -224,76 +232,65 @@ def _kpi_bases(
             horizons.append(history[0].timestamp)
         properties = delta.describe(spark, lake.validated(name)).properties
         if any(properties.get(k) != v for k, v in delta.IN_COMMIT_TIMESTAMPS.items()):
-            return None  # commit times from files: their order across tables is not to be trusted
+            raise _Missing(f"{name}'s commit times come from files: their order across tables is not trusted")
         validated += commits
     mine = [c for c in validated if c.batch_id == batch_id]
     if not mine:
-        return None
+        raise _Missing("the validated tables' logs show no commit of this batch")
     first = min(c.timestamp for c in mine)
     if any(c.batch_id != batch_id for c in validated if c.timestamp >= first):
-        return None  # a later batch (or an untagged write) changed the validated rows since
+        raise _Missing("a later batch (or an untagged write) changed the validated tables after this batch")
     earlier = sorted((c for c in validated if c.timestamp < first), key=lambda c: c.timestamp)
     previous = earlier[-1].batch_id if earlier else None
     if earlier and previous is None:
-        return None
+        raise _Missing("the last change to the validated tables before this batch was not a batch's")
     # Delta drops log entries older than the log's retention (30 days) once a checkpoint covers
     # them, so a lake's logs soon stop beginning at version 0. A cut log hides only commits older
     # than the first one it shows: the last commit before this batch is among those shown when
     # no log's first shown commit is later than it. Otherwise (or when none is shown) recompute.
     if horizons and (not earlier or max(horizons) > earlier[-1].timestamp):
-        return None
-    bases: dict[str, int | None] = {}
+        raise _Missing("a validated table's log no longer shows the commits just before this batch")
+    if previous is None:
+        raise _Missing("no batch came before this one: no KPI rows to add to")
+    bases: dict[str, int] = {}
     for table in tables:
         found = _data_commits(_kpi_history(spark, lake.kpi(table)))
         if found is None:
-            if previous is not None:
-                return None
-            bases[table] = None
-            continue
-        commits, complete = found
+            raise _Missing(f"kpi/{table} does not exist yet")
+        commits, _ = found
         own = [c.version for c in commits if c.batch_id == batch_id]
         base = min(own) - 1 if own else max((c.version for c in commits), default=-1)
         before = [c for c in commits if c.version <= base]
         if any(c.batch_id != batch_id for c in commits if c.version > base):
-            return None
-        if previous is None:
-            if before or not complete:
-                return None
-            bases[table] = None
-        elif not before or before[-1].batch_id != previous:
-            return None
-        else:
-            bases[table] = base
+            raise _Missing(f"another batch's transform wrote kpi/{table} after this batch's")
+        if not before or before[-1].batch_id != previous:
+            raise _Missing(f"kpi/{table} was not last written by the transform of the batch before this one")
+        bases[table] = base
     return bases
-
-
-class _Missing(Exception):
-    """A stored KPI row lacks a part (written before the parts were kept): recompute instead."""
 
 
 def _stored_parts(
     spark: SparkSession,
     uri: str,
-    version: int | None,
+    version: int,
     where: str,
     parts: Callable[[DataFrame], DataFrame],
     keep: Callable[[DataFrame], DataFrame],
-) -> DataFrame | None:
-    """The parts of the KPI rows matching ``where`` at ``version`` (None: no rows yet), kept
-    (``keep``) until the caller's outputs are written.
+) -> DataFrame:
+    """The parts of the KPI rows matching ``where`` at ``version``, kept (``keep``) until the
+    caller's outputs are written.
 
     Raises:
         _Missing: a row lacks a part.
     """
-    if version is None:
-        return None
     rows = delta.read(spark, uri, version)
     assert rows is not None
+    written_before = _Missing(f"{uri} holds rows written before their additive parts were kept")
     if not {"returned_orders", "returned_items"} & set(rows.columns):
-        raise _Missing
+        raise written_before
     stored = keep(parts(rows.where(where)))
     if stored.where(" OR ".join(f"`{c}` IS NULL" for c in stored.columns)).limit(1).count():
-        raise _Missing
+        raise written_before
     return stored
 
 
@@ -314,29 +311,29 @@ def _transform(run: _Run) -> TransformOutcome:
         validated.before_batch("order_items", ITEM_COLUMNS, batch_id),
         validated.before_batch("products", PRODUCT_COLUMNS, batch_id),
     )
-    bases = _kpi_bases(spark, lake, validated, batch_id, tables)
-    if bases is not None and any(v is not None for v in bases.values()):  # rows to add to
+    try:
+        bases = _kpi_bases(spark, lake, validated, batch_id, tables)
         with ExitStack() as held:  # every frame kept below is released when the block ends
 
             def keep(frame: DataFrame) -> DataFrame:
                 return held.enter_context(kept(frame))
 
-            try:
-                frames = _added(
-                    spark, lake, validated, orders, items, products, before, batch_id, bases, outcome, keep
-                )
-                if frames is None:
-                    outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
-                    return outcome
-                log.info(
-                    "touched dates: %d, their KPIs found in %.1fs",
-                    len(outcome.touched_dates),
-                    time.monotonic() - clock,
-                )
-                outcome.notes.append(ADDED)
-                return _publish(run, outcome, *frames)
-            except _Missing:
-                outcome.touched_dates = []
+            frames = _added(
+                spark, lake, validated, orders, items, products, before, batch_id, bases, outcome, keep
+            )
+            if frames is None:
+                outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
+                return outcome
+            log.info(
+                "touched dates: %d, their KPIs found in %.1fs",
+                len(outcome.touched_dates),
+                time.monotonic() - clock,
+            )
+            outcome.notes.append(ADDED)
+            return _publish(run, outcome, *frames)
+    except _Missing as missing:
+        outcome.touched_dates = []
+        why = f"{RECOMPUTED_BECAUSE}{missing}"
     dates_df = kpis.touched_dates(
         orders,
         items,
@@ -351,7 +348,7 @@ def _transform(run: _Run) -> TransformOutcome:
     if not outcome.touched_dates:
         outcome.notes.append(f"batch {batch_id} changed no validated rows: no KPI to recompute")
         return outcome
-    outcome.notes.append(RECOMPUTED)
+    outcome.notes += [RECOMPUTED, why]
     # The (few) collected dates, not the plan that found them: it would be evaluated again.
     dates = spark.createDataFrame([(d,) for d in touched], "order_date date")
     dated = kpis.restrict_to_dates(kpis.with_order_date(orders), dates)
@@ -370,7 +367,7 @@ def _added(
     products: DataFrame | None,
     before: kpis.State,
     batch_id: str,
-    bases: dict[str, int | None],
+    bases: dict[str, int],
     outcome: TransformOutcome,
     keep: Callable[[DataFrame], DataFrame],
 ) -> tuple[DataFrame, DataFrame | None] | None:
@@ -398,7 +395,7 @@ def _added(
     count = affected.count()
     log.info("affected orders: %d, found in %.1fs", count, time.monotonic() - clock)
     if count > MAX_AFFECTED_ORDERS:
-        raise _Missing
+        raise _Missing(f"the batch affects {count} orders, over {MAX_AFFECTED_ORDERS}")
     small = 2 * count <= BROADCAST_MAX_ROWS
     their_items = keep(items.join(F.broadcast(affected) if small else affected, "order_id", "left_semi"))
     if not items_changed and before.items is not None:
@@ -420,11 +417,7 @@ def _added(
     stored = _stored_parts(
         spark, lake.kpi(kpis.ORDER_DAILY.name), bases[kpis.ORDER_DAILY.name], where, kpis.order_parts_of, keep
     )
-    order_parts = (
-        order_change
-        if stored is None
-        else kpis.apply_change(stored, order_change, list(kpis.ORDER_DAILY.keys), kpis.ORDER_PARTS)
-    )
+    order_parts = kpis.apply_change(stored, order_change, list(kpis.ORDER_DAILY.keys), kpis.ORDER_PARTS)
     order_frame = kpis.order_from_parts(order_parts.where("total_orders > 0"))
     if products is None or category_change is None:
         return order_frame, None
@@ -436,10 +429,8 @@ def _added(
         kpis.category_parts_of,
         keep,
     )
-    category_parts = (
-        category_change
-        if stored is None
-        else kpis.apply_change(stored, category_change, list(kpis.CATEGORY_DAILY.keys), kpis.CATEGORY_PARTS)
+    category_parts = kpis.apply_change(
+        stored, category_change, list(kpis.CATEGORY_DAILY.keys), kpis.CATEGORY_PARTS
     )
     return order_frame, kpis.category_from_parts(category_parts.where("items > 0"))
 

@@ -182,6 +182,10 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
     # the rows the one before it wrote.
     notes = three_batches["notes"]
     assert transform_batch.RECOMPUTED in notes["b1"]
+    assert (
+        f"{transform_batch.RECOMPUTED_BECAUSE}no batch came before this one: no KPI rows to add to"
+        in notes["b1"]
+    )
     assert transform_batch.ADDED in notes["b2"] and transform_batch.ADDED in notes["b3"]
 
     order_items = three_batches["scans"][ORDER_TABLE]
@@ -246,6 +250,8 @@ def test_logs_cut_by_delta_s_cleanup_still_let_a_batch_add_its_change(
     assert run_transform(spark, lake, "--batch-id", last) == 0
     result = json.loads((lake / "_results" / last / "transform.json").read_text())
     assert transform_batch.RECOMPUTED in result["notes"]
+    why = "a validated table's log no longer shows the commits just before this batch"
+    assert f"{transform_batch.RECOMPUTED_BECAUSE}{why}" in result["notes"]
     assert _category_rows(lake).equals(before)
 
 
@@ -319,10 +325,15 @@ def test_maintenance_compacts_keeps_what_a_rerun_needs_and_a_second_run_commits_
     # same dates, the one its correction moved an order away from included (by time travel).
     # b2's re-run comes after b3 changed the tables, so it recomputes its dates; and then so does
     # b3's, since b2's re-run wrote the KPI rows last.
-    for batch_id, how in (("b2", transform_batch.RECOMPUTED), ("b3", transform_batch.RECOMPUTED)):
+    reruns = (
+        ("b2", "a later batch (or an untagged write) changed the validated tables after this batch"),
+        ("b3", "another batch's transform wrote kpi/order_daily after this batch's"),
+    )
+    for batch_id, why in reruns:
         assert run_validate(spark, lake, "--manifest", dict(three_batches["batches"])[batch_id])[0] == 0
         assert run_transform(spark, lake, "--batch-id", batch_id) == 0
-        assert how in json.loads((lake / "_results" / batch_id / "transform.json").read_text())["notes"]
+        notes = json.loads((lake / "_results" / batch_id / "transform.json").read_text())["notes"]
+        assert transform_batch.RECOMPUTED in notes and f"{transform_batch.RECOMPUTED_BECAUSE}{why}" in notes
     rerun = json.loads((lake / "_results" / "b3" / "transform.json").read_text())
     assert rerun["touched_dates"] == touched["b3"]
     assert _state(spark, lake) == state
