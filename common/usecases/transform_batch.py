@@ -285,12 +285,12 @@ def _stored_parts(
     """
     rows = delta.read(spark, uri, version)
     assert rows is not None
-    written_before = _Missing(f"{uri} holds rows written before their additive parts were kept")
+    written_before = f"{uri} holds rows written before their additive parts were kept"
     if not {"returned_orders", "returned_items"} & set(rows.columns):
-        raise written_before
+        raise _Missing(written_before)
     stored = keep(parts(rows.where(where)))
     if stored.where(" OR ".join(f"`{c}` IS NULL" for c in stored.columns)).limit(1).count():
-        raise written_before
+        raise _Missing(written_before)
     return stored
 
 

@@ -213,12 +213,9 @@ def test_multi_batch_kpis_equal_a_reference_over_the_final_data_and_a_rerun_chan
 
 
 def _last_version_before(spark: SparkSession, table: Path, batch_id: str) -> int:
+    """The table's last version before ``batch_id`` first wrote to it (its latest if it never did)."""
     history = delta.commits(spark, str(table))
-    first = (
-        min(c.version for c in history if c.batch_id == batch_id)
-        if any(c.batch_id == batch_id for c in history)
-        else len(history)
-    )
+    first = min((c.version for c in history if c.batch_id == batch_id), default=history[-1].version + 1)
     return max(c.version for c in history if c.version < first)
 
 
