@@ -219,6 +219,7 @@ def _last_version_before(spark: SparkSession, table: Path, batch_id: str) -> int
     return max(c.version for c in history if c.version < first)
 
 
+@pytest.mark.slow  # a copy of the lake, its logs cut twice, two transforms: ~36 s, in `make drills`
 def test_logs_cut_by_delta_s_cleanup_still_let_a_batch_add_its_change(
     spark: SparkSession, tmp_path: Path, three_batches: dict[str, Any]
 ) -> None:
