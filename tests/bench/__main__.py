@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(str(h) for h in growth.HISTORIES),
         help="history sizes (order items) the day's batch is timed into, comma-separated ('': none)",
     )
+    parser.add_argument(
+        "--lived-days",
+        type=int,
+        default=0,
+        choices=range(growth.MAX_LIVED_DAYS + 1),
+        metavar=f"0..{growth.MAX_LIVED_DAYS}",
+        help="add a row: the first non-empty history again, after this many days of batches like the "
+        "day's, each followed by maintain (0: none)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--spark-master", default="local[*]")
     return parser
@@ -43,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.with_10m:
         scales.append(10_000_000)
         histories.append(growth.LARGEST)
-    run_benchmark(scales, runs, args.out, args.spark_master, histories)
+    run_benchmark(scales, runs, args.out, args.spark_master, histories, lived_days=args.lived_days)
     return 0
 
 

@@ -249,6 +249,37 @@ def build_history_lake(out: Path, items: int, env: dict[str, str], log_dir: Path
     return lake
 
 
+def build_lived_lake(
+    out: Path, items: int, source: Path, days: int, env: dict[str, str], log_dir: Path
+) -> tuple[Path, growth.Lived]:
+    """The history lake ``source`` after ``days`` lived days: each day's batch validated and
+    transformed, then the lake maintained (untimed, logged); each day checked like a timed run
+    (rows, the corrections' updates, the KPIs added to the stored rows)."""
+    lake = out / "lake" / f"growth-lived-{items}"
+    shutil.rmtree(lake, ignore_errors=True)
+    shutil.copytree(source, lake)
+    history = json.loads((out / "data" / f"history-{items}" / "ground_truth.json").read_text())
+    held = growth.held_before_day(history)
+    lived: list[tuple[dict[str, Any], Path]] = []
+    print(f"  living {days} days in the lake of {items:,} history items", flush=True)
+    for day in range(1, days + 1):
+        data, truth = growth.lived_data(out, day)
+        batch_id = growth.lived_batch_id(day)
+        common = ["--lake-root", str(lake)]
+        validate = [sys.executable, "-m", "jobs.validate", "--manifest", str(data / "manifest.json"), *common]
+        run_measured(validate, env, log_dir / f"lived-{items}-day{day}-validate.log")
+        transform = [sys.executable, "-m", "jobs.transform", "--batch-id", batch_id, *common]
+        run_measured(transform, env, log_dir / f"lived-{items}-day{day}-transform.log")
+        updated = held.add(truth, data)
+        _check_lake(lake, batch_id, held.rows)
+        growth.check_updated(lake, batch_id, updated)
+        growth.check_added(lake, batch_id)
+        maintain = [sys.executable, "-m", "jobs.maintain", *common]
+        run_measured(maintain, env, log_dir / f"lived-{items}-day{day}-maintain.log")
+        lived.append((truth, data))
+    return lake, lived
+
+
 def _check_lake(lake: Path, batch_id: str, rows: dict[str, int]) -> None:
     """``batch_id`` validated and transformed, and each validated table holding ``rows``."""
     result = json.loads((lake / "_results" / batch_id / "validate.json").read_text())
@@ -266,11 +297,14 @@ def run_lake_growth(
     spark_master: str,
     log_dir: Path,
     park_items: int = growth.PARK_ITEMS,
+    lived_days: int = 0,
 ) -> list[growth.GrowthResult]:
     """The growth rows, then the park row: the first non-empty history again, with ``park_items``
-    order items parked (0: no park row)."""
+    order items parked (0: no park row); then the lived row: that history again after
+    ``lived_days`` days of batches and maintenance (0: none)."""
     env = _job_env(spark_master)
     built: dict[int, Path] = {}
+    cleanup: list[Path] = []
 
     def timed(command: list[str], log: Path, label: str, job: str) -> Measurement:
         measurement = run_measured(command, env, log)
@@ -287,15 +321,18 @@ def run_lake_growth(
         _check_lake(lake, growth.DAY_BATCH_ID, rows)
 
     try:
-        results = growth.run_growth(histories, runs, out, log_dir, timed, history, check)
-        parked = next((h for h in histories if h), None)
-        if park_items and parked is not None:
-            results.append(
-                growth.run_park(parked, built[parked], park_items, runs, out, log_dir, timed, check)
-            )
+        runner = growth.Runner(runs, out, log_dir, timed, check)
+        results = growth.run_growth(histories, runner, history)
+        first = next((h for h in histories if h), None)
+        if park_items and first is not None:
+            results.append(growth.run_park(first, built[first], park_items, runner))
+        if lived_days and first is not None:
+            lake, lived = build_lived_lake(out, first, built[first], lived_days, env, log_dir)
+            cleanup.append(lake)
+            results.append(growth.run_lived(first, lake, lived, runner))
         return results
     finally:
-        for lake in built.values():
+        for lake in [*built.values(), *cleanup]:
             shutil.rmtree(lake, ignore_errors=True)
 
 
@@ -414,9 +451,11 @@ def run_benchmark(
     spark_master: str,
     histories: tuple[int, ...] | list[int] = growth.HISTORIES,
     park_items: int = growth.PARK_ITEMS,
+    lived_days: int = 0,
 ) -> dict[str, Any]:
     """Time every scale, then the day's batch into a lake of each history size (and, with a park
-    of ``park_items``, into the first non-empty one again)."""
+    of ``park_items``, into the first non-empty one again; with ``lived_days``, into that one after
+    it lived as many days)."""
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_dir = out / stamp
@@ -424,7 +463,9 @@ def run_benchmark(
     log_dir.mkdir(parents=True, exist_ok=True)
     results = [run_scale(items, runs, out, spark_master, log_dir) for items in scales]
     grown = (
-        run_lake_growth(list(histories), runs, out, spark_master, log_dir, park_items) if histories else []
+        run_lake_growth(list(histories), runs, out, spark_master, log_dir, park_items, lived_days)
+        if histories
+        else []
     )
     rep = report(results, started, runs, grown)
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
