@@ -258,8 +258,7 @@ def build_lived_lake(
     lake = out / "lake" / f"growth-lived-{items}"
     shutil.rmtree(lake, ignore_errors=True)
     shutil.copytree(source, lake)
-    history = json.loads((out / "data" / f"history-{items}" / "ground_truth.json").read_text())
-    held = growth.held_before_day(history)
+    held = growth.held_before_day(growth.history_data(out, items)[1])
     lived: list[tuple[dict[str, Any], Path]] = []
     print(f"  living {days} days in the lake of {items:,} history items", flush=True)
     for day in range(1, days + 1):

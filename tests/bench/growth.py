@@ -140,12 +140,12 @@ class Held:
         and products, how many of its corrections replaced a row the lake held (rows updated)."""
         updated = {}
         for name, dataset in truth["datasets"].items():
-            corrected = _corrected_ids(data, name) if name in CORRECTED else []
-            present = [key for key in corrected if self.holds(name, key)]
+            replaced = 0
             if name in CORRECTED:
+                corrected = _corrected_ids(data, name)
+                replaced = updated[name] = sum(1 for key in corrected if self.holds(name, key))
                 self.extra[name].update(key for key in corrected if not self.holds(name, key))
-                updated[name] = len(present)
-            self.rows[name] = self.rows.get(name, 0) + dataset["rows_valid"] - len(present)
+            self.rows[name] = self.rows.get(name, 0) + dataset["rows_valid"] - replaced
         return updated
 
 
@@ -225,15 +225,14 @@ def run_growth(histories: list[int], runner: Runner, history_lake: Any) -> list[
     """Time the day's batch into each history's lake; ``history_lake(items) -> Path`` (a validated
     and transformed clean history) is built by the caller."""
     runs, out, log_dir, timed, check = runner.runs, runner.out, runner.log_dir, runner.timed, runner.check
-    day_data = out / "data" / f"day-{DAY_ITEMS}"
-    day = _generated(day_data, day_config(), DAY_BATCH_ID)
+    day_data, day = day_batch(out)
     results = []
     for items in histories:
         history_truth = None
         source = None
         if items:
             source = history_lake(items)
-            history_truth = json.loads((out / "data" / f"history-{items}" / "ground_truth.json").read_text())
+            history_truth = history_data(out, items)[1]
         result = GrowthResult(items)
         for run in range(runs):
             lake = out / "lake" / f"growth-{items}-run{run}"
@@ -279,9 +278,8 @@ def run_park(history_items: int, source: Path, park_items: int, runner: Runner) 
     ``park_items`` order items: every parked row is re-checked and still waits; the lake is
     checked as the growth rows are, and the park counted from the result."""
     runs, out, log_dir, timed, check = runner.runs, runner.out, runner.log_dir, runner.timed, runner.check
-    day_data = out / "data" / f"day-{DAY_ITEMS}"
-    day = _generated(day_data, day_config(), DAY_BATCH_ID)
-    history_truth = json.loads((out / "data" / f"history-{history_items}" / "ground_truth.json").read_text())
+    day_data, day = day_batch(out)
+    history_truth = history_data(out, history_items)[1]
     park = park_data(out, park_items)
     result = GrowthResult(history_items, parked_items=park_items)
     for run in range(runs):
@@ -322,9 +320,8 @@ def run_lived(history_items: int, source: Path, lived: Lived, runner: Runner) ->
     """The day's batch into copies of ``source``: the history lake after the ``lived`` days (each
     day's batch, then maintain); checked as the growth rows are, the lived days counted in."""
     runs, out, log_dir, timed, check = runner.runs, runner.out, runner.log_dir, runner.timed, runner.check
-    day_data = out / "data" / f"day-{DAY_ITEMS}"
-    day = _generated(day_data, day_config(), DAY_BATCH_ID)
-    history_truth = json.loads((out / "data" / f"history-{history_items}" / "ground_truth.json").read_text())
+    day_data, day = day_batch(out)
+    history_truth = history_data(out, history_items)[1]
     result = GrowthResult(history_items, lived_days=len(lived))
     for run in range(runs):
         lake = out / "lake" / f"growth-lived-{history_items}-run{run}"
@@ -350,6 +347,12 @@ def history_config(items: int) -> GeneratorConfig:
     return GeneratorConfig(
         items=items, parts=max(2, min(16, items // 500_000)), seed=41, defect_rate=0.0, warning_rate=0.0
     )
+
+
+def day_batch(out: Path) -> tuple[Path, dict[str, Any]]:
+    """The day's batch (generated once): its folder and ground truth."""
+    data = out / "data" / f"day-{DAY_ITEMS}"
+    return data, _generated(data, day_config(), DAY_BATCH_ID)
 
 
 def history_data(out: Path, items: int) -> tuple[Path, dict[str, Any]]:
