@@ -8,6 +8,7 @@ rows into the driver.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,19 +229,50 @@ def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -
     return change
 
 
-def _last_commit(table: DeltaTable) -> tuple[int, dict[str, str]]:
-    row = table.history(1).select("version", "operationMetrics").first()
-    assert row is not None  # a table always has a commit
-    return int(row["version"]), dict(row["operationMetrics"] or {})
+def _log(spark: SparkSession, uri: str) -> Any:
+    """The table's transaction log (Delta's own ``DeltaLog``, cached per path by Delta)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, spark_path(uri))
 
 
-def _head(table: DeltaTable) -> tuple[int, bool]:
+def _version(spark: SparkSession, uri: str) -> int:
+    """The table's current version, from its log's listing (no Spark job, unlike ``history``)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    empty = jvm.scala.Option.empty()
+    return int(_log(spark, uri).update(False, empty, empty).version())
+
+
+def _commit_info(spark: SparkSession, uri: str, version: int) -> dict[str, Any]:
+    """The ``commitInfo`` action of the table's commit ``version``: its operation and metrics as
+    the protocol writes them into ``_delta_log/<version>.json`` (one small file read, no Spark
+    job: ``history`` runs one for each call)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(_log(spark, uri).logPath(), f"{version:020d}.json")
+    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(path)
+    try:
+        text = str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+    for line in text.splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            return dict(action["commitInfo"])
+    return {}
+
+
+def _last_commit(spark: SparkSession, uri: str) -> tuple[int, dict[str, str]]:
+    version = _version(spark, uri)
+    return version, dict(_commit_info(spark, uri, version).get("operationMetrics") or {})
+
+
+def _head(spark: SparkSession, uri: str) -> tuple[int, bool]:
     """The current version, and whether the table is new: its only commit is the CREATE TABLE of
     :func:`ensure_table`, so it holds no rows yet."""
-    row = table.history(1).select("version", "operation").first()
-    assert row is not None  # a table always has a commit
-    version = int(row["version"])
-    return version, version == 0 and row["operation"] == "CREATE TABLE"
+    version = _version(spark, uri)
+    return version, version == 0 and _commit_info(spark, uri, 0).get("operation") == "CREATE TABLE"
 
 
 def upsert(
@@ -270,9 +302,9 @@ def upsert(
         StorageError: the table cannot be read or the merge cannot be committed.
     """
     table = ensure_table(spark, uri, schema, properties)
-    previous, new = _head(table)
+    previous, new = _head(spark, uri)
     if new:  # nothing to match against: an append is the same commit, without the join
-        return _append(spark, uri, table, source, batch_id, previous)
+        return _append(spark, uri, source, batch_id, previous)
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     try:
         # Source rows whose key exists with the same content, or was written by a later batch,
@@ -286,7 +318,7 @@ def upsert(
         target = in_key_range(target, source, keys)  # the bounds need no distinct keys
         with kept(target.join(source_keys, keys, "left_semi")) as matching:
             if matching.isEmpty():  # every key is new: the MERGE would only insert, in one commit
-                return _append(spark, uri, table, source, batch_id, previous)
+                return _append(spark, uri, source, batch_id, previous)
             changes = source.alias("s").join(
                 broadcast_if_small(matching, source_rows).alias("t"),
                 F.expr(f"{on} AND NOT ({changed.condition})"),
@@ -303,7 +335,7 @@ def upsert(
                         .whenNotMatchedInsertAll()
                         .execute()
                     )
-        version, metrics = _last_commit(table)
+        version, metrics = _last_commit(spark, uri)
     except _ERRORS as exc:
         raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
     return WriteOutcome(
@@ -350,11 +382,11 @@ def _write_append(spark: SparkSession, uri: str, data: DataFrame, batch_id: str 
 
 
 def _append(
-    spark: SparkSession, uri: str, table: DeltaTable, source: DataFrame, batch_id: str | None, previous: int
+    spark: SparkSession, uri: str, source: DataFrame, batch_id: str | None, previous: int
 ) -> WriteOutcome:
     _write_append(spark, uri, source, batch_id)
     try:
-        version, metrics = _last_commit(table)
+        version, metrics = _last_commit(spark, uri)
     except _ERRORS as exc:
         raise StorageError(f"cannot append to Delta table {uri}: {exc}") from exc
     return WriteOutcome(uri, version, int(metrics.get("numOutputRows", 0)), 0, previous)
@@ -386,10 +418,10 @@ def replace_where(
     Raises:
         StorageError: the table cannot be created or the write cannot be committed.
     """
-    table = ensure_table(spark, uri, schema)
-    previous, new = _head(table)
+    ensure_table(spark, uri, schema)
+    previous, new = _head(spark, uri)
     if new:  # nothing to replace yet
-        return _append(spark, uri, table, data, batch_id, previous)
+        return _append(spark, uri, data, batch_id, previous)
     try:
         with tagged(spark, batch_id):
             (
@@ -398,7 +430,7 @@ def replace_where(
                 .option("replaceWhere", predicate)
                 .save(spark_path(uri))
             )
-        version, metrics = _last_commit(table)
+        version, metrics = _last_commit(spark, uri)
     except _ERRORS as exc:
         raise StorageError(f"cannot write Delta table {uri}: {exc}") from exc
     return WriteOutcome(uri, version, int(metrics.get("numOutputRows", 0)), 0, previous)
@@ -423,7 +455,7 @@ def insert_absent(
         StorageError: the table cannot be created or the merge cannot be committed.
     """
     table = ensure_table(spark, uri, schema)
-    previous, _ = _head(table)
+    previous, _ = _head(spark, uri)
     column, values = within
     among = f"`{column}` IN ({', '.join(quote_literal(v) for v in values)})"
     on = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in match)
@@ -435,7 +467,7 @@ def insert_absent(
         with tagged(spark, batch_id):
             merge = table.alias("t").merge(missing.alias("s"), f"t.{among} AND {on}")
             merge.whenNotMatchedInsertAll().execute()
-        version, metrics = _last_commit(table)
+        version, metrics = _last_commit(spark, uri)
     except _ERRORS as exc:
         raise StorageError(f"cannot merge into Delta table {uri}: {exc}") from exc
     return WriteOutcome(uri, version, int(metrics.get("numTargetRowsInserted", 0)), 0, previous)
@@ -456,7 +488,7 @@ def delete_matching(spark: SparkSession, uri: str, keys: DataFrame, batch_id: st
             return 0
         with tagged(spark, batch_id):
             table.alias("t").merge(keys.alias("s"), on).whenMatchedDelete().execute()
-        _, metrics = _last_commit(table)
+        _, metrics = _last_commit(spark, uri)
     except _ERRORS as exc:
         raise StorageError(f"cannot delete from Delta table {uri}: {exc}") from exc
     return int(metrics.get("numTargetRowsDeleted", 0))
@@ -495,7 +527,7 @@ def pinned(spark: SparkSession, uri: str) -> DataFrame | None:
     if not exists(spark, uri):
         return None
     try:
-        version, _ = _head(DeltaTable.forPath(spark, spark_path(uri)))
+        version, _ = _head(spark, uri)
     except _ERRORS as exc:
         raise StorageError(f"cannot read Delta table {uri}: {exc}") from exc
     return _load(spark, uri, version)

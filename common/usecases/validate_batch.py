@@ -246,12 +246,13 @@ def _open_park(ctx: _Context, contract: Contract) -> _Park | None:
     if table is None:
         return None
     mine = F.col(BATCH_ID) == F.lit(ctx.batch.batch_id)
-    earliest = table.where(mine).agg(F.min(PARKED_SINCE)).first()
-    rows = table.where(~mine).persist(StorageLevel.MEMORY_AND_DISK)
-    count = rows.count()
-    if not count:
-        rows.unpersist()
-    kept = _Park(rows, count, earliest=earliest[0] if earliest is not None else None)
+    # One scan for both: the earlier run's first parking date and how many rows others parked.
+    seen = table.agg(F.min(F.when(mine, F.col(PARKED_SINCE))), F.count(F.when(~mine, F.lit(1)))).first()
+    earliest, count = (seen[0], int(seen[1])) if seen is not None else (None, 0)
+    rows = table.where(~mine)
+    if count:
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    kept = _Park(rows, count, earliest=earliest)
     ctx.parks[contract.dataset] = kept
     return kept if count else None
 
