@@ -136,9 +136,7 @@ def _drop_empty_log(spark: SparkSession, path: str) -> bool:
     neither reads the table (no commit) nor creates it (the log exists), so no re-run could repair
     it. A log with any file in it is left alone. True when one was removed."""
     try:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        log_path = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+        log_path = _jvm(spark).org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
         fs = log_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
         if not fs.exists(log_path) or fs.listFiles(log_path, True).hasNext():
             return False
@@ -229,28 +227,30 @@ def evolve(spark: SparkSession, uri: str, wanted: T.StructType, migrate: bool) -
     return change
 
 
+def _jvm(spark: SparkSession) -> Any:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return jvm
+
+
 def _log(spark: SparkSession, uri: str) -> Any:
     """The table's transaction log (Delta's own ``DeltaLog``, cached per path by Delta)."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, spark_path(uri))
+    return _jvm(spark).org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, spark_path(uri))
 
 
-def _version(spark: SparkSession, uri: str) -> int:
-    """The table's current version, from its log's listing (no Spark job, unlike ``history``)."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    empty = jvm.scala.Option.empty()
-    return int(_log(spark, uri).update(False, empty, empty).version())
+def _version(spark: SparkSession, log: Any) -> int:
+    """The current version of the table whose ``log`` (:func:`_log`) this is, from the log's
+    listing (no Spark job, unlike ``history``)."""
+    empty = _jvm(spark).scala.Option.empty()
+    return int(log.update(False, empty, empty).version())
 
 
-def _commit_info(spark: SparkSession, uri: str, version: int) -> dict[str, Any]:
-    """The ``commitInfo`` action of the table's commit ``version``: its operation and metrics as
-    the protocol writes them into ``_delta_log/<version>.json`` (one small file read, no Spark
-    job: ``history`` runs one for each call)."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(_log(spark, uri).logPath(), f"{version:020d}.json")
+def _commit_info(spark: SparkSession, log: Any, version: int) -> dict[str, Any]:
+    """The ``commitInfo`` action of commit ``version`` in ``log`` (:func:`_log`): its operation
+    and metrics as the protocol writes them into ``_delta_log/<version>.json`` (one small file
+    read, no Spark job: ``history`` runs one for each call)."""
+    jvm = _jvm(spark)
+    path = jvm.org.apache.hadoop.fs.Path(log.logPath(), f"{version:020d}.json")
     stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(path)
     try:
         text = str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
@@ -264,15 +264,17 @@ def _commit_info(spark: SparkSession, uri: str, version: int) -> dict[str, Any]:
 
 
 def _last_commit(spark: SparkSession, uri: str) -> tuple[int, dict[str, str]]:
-    version = _version(spark, uri)
-    return version, dict(_commit_info(spark, uri, version).get("operationMetrics") or {})
+    log = _log(spark, uri)
+    version = _version(spark, log)
+    return version, dict(_commit_info(spark, log, version).get("operationMetrics") or {})
 
 
 def _head(spark: SparkSession, uri: str) -> tuple[int, bool]:
     """The current version, and whether the table is new: its only commit is the CREATE TABLE of
     :func:`ensure_table`, so it holds no rows yet."""
-    version = _version(spark, uri)
-    return version, version == 0 and _commit_info(spark, uri, 0).get("operation") == "CREATE TABLE"
+    log = _log(spark, uri)
+    version = _version(spark, log)
+    return version, version == 0 and _commit_info(spark, log, 0).get("operation") == "CREATE TABLE"
 
 
 def upsert(
