@@ -181,13 +181,15 @@ def create_stack(
     job_env: dict[str, str],
     retry_interval: int = 1,
     layout: str = "two-tasks",
-    task_timeout: int = 600,
+    validate_timeout: int = 600,
+    transform_timeout: int = 600,
     execution_timeout: int = 1800,
     eks: bool = False,
 ) -> Stack:
     """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment;
     ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``);
-    ``task_timeout`` both tasks' TimeoutSeconds; ``execution_timeout`` the execution's; ``eks``:
+    ``validate_timeout`` and ``transform_timeout`` the tasks' TimeoutSeconds;
+    ``execution_timeout`` the execution's; ``eks``:
     the stack names an EKS cluster (batches of CLUSTER_BATCH_BYTES and more run there)."""
     s3 = boto3.client("s3", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
@@ -243,8 +245,8 @@ def create_stack(
             "ChunksTable": CHUNKS_TABLE,
             "AlertTopicArn": topic,
             "RetryIntervalSeconds": str(retry_interval),
-            "ValidateTimeoutSeconds": str(task_timeout),
-            "TransformTimeoutSeconds": str(task_timeout),
+            "ValidateTimeoutSeconds": str(validate_timeout),
+            "TransformTimeoutSeconds": str(transform_timeout),
             "MaxJobAttempts": "3",
             "ExecutionTimeoutSeconds": str(execution_timeout),
             # the template's defaults, but a small LargeBatchBytes: the tests' batches are bytes

@@ -47,6 +47,9 @@ from tests.sfn_harness import (
 # and what the real job would have written), so every path is cheap.
 
 Script = dict[str, list[Any]]
+# a task's TimeoutSeconds in the timeout tests: a retried task that does not hang must finish
+# within it, on a busy machine too
+SHORT_TIMEOUT = 4
 
 
 @contextmanager
@@ -60,14 +63,19 @@ def _scripted_stack(
         return int(step(env) if callable(step) else step)
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        timeout = 2 if layout == "short-timeouts" else 600
+        # only the task a test makes hang gets the short timeout: the other one, run on a busy
+        # machine, must not time out by chance
+        validate_timeout = SHORT_TIMEOUT if layout == "validate-times-out" else 600
+        transform_timeout = SHORT_TIMEOUT if layout == "transform-times-out" else 600
         execution_timeout = 3 if layout == "short-execution" else 1800
         eks = layout == "eks"
-        layout = "two-tasks" if layout in {"short-timeouts", "short-execution", "eks"} else layout
+        short = {"validate-times-out", "transform-times-out", "short-execution", "eks"}
+        layout = "two-tasks" if layout in short else layout
         stack = create_stack(
             {"ECOM_LAKE_ROOT": "s3://ecom-data/lake"},
             layout=layout,
-            task_timeout=timeout,
+            validate_timeout=validate_timeout,
+            transform_timeout=transform_timeout,
             execution_timeout=execution_timeout,
             eks=eks,
         )
@@ -84,8 +92,8 @@ def scripted(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Stack, Fargate, Script]]:
     """The stack in the two-task layout unless a test asks for another (``indirect``; or
-    ``short-timeouts``: two tasks that time out after 2 s; ``short-execution``: an execution that
-    times out after 3 s)."""
+    ``validate-times-out`` / ``transform-times-out``: that task times out after SHORT_TIMEOUT s;
+    ``short-execution``: an execution that times out after 3 s)."""
     with _scripted_stack(getattr(request, "param", "two-tasks"), monkeypatch) as (stack, fargate, _, script):
         yield stack, fargate, script
 
@@ -541,13 +549,13 @@ def test_an_alert_that_cannot_be_sent_still_fails_the_execution(
 
 
 def _hangs(env: dict[str, str]) -> int:
-    # past the 2 s timeout, and done before the retry's task starts (1 s of backoff later): the
+    # past the short timeout, and done before the retry's task starts (1 s of backoff later): the
     # scripted Fargate runs one task at a time
-    time.sleep(2.5)
+    time.sleep(SHORT_TIMEOUT + 0.5)
     return 0
 
 
-@pytest.mark.parametrize("scripted", ["short-timeouts"], indirect=True)
+@pytest.mark.parametrize("scripted", ["validate-times-out"], indirect=True)
 def test_a_task_that_times_out_is_retried_like_a_crash(scripted: tuple[Stack, Fargate, Script]) -> None:
     stack, fargate, script = scripted
     script["validate"] = [_hangs, _validated()]
@@ -570,7 +578,7 @@ def test_a_task_that_times_out_is_retried_like_a_crash(scripted: tuple[Stack, Fa
     assert stack.batch(batch_id)["status"] == "completed" and stack.alerts() == []
 
 
-@pytest.mark.parametrize("scripted", ["short-timeouts"], indirect=True)
+@pytest.mark.parametrize("scripted", ["transform-times-out"], indirect=True)
 def test_a_task_that_keeps_timing_out_fails_with_a_cause_that_says_so(
     scripted: tuple[Stack, Fargate, Script],
 ) -> None:
@@ -583,7 +591,7 @@ def test_a_task_that_keeps_timing_out_fails_with_a_cause_that_says_so(
     assert states_entered(stack.sfn, arn).count("TransformTimedOut") == 3  # first try + 2 retries
     batch = stack.batch(batch_id)
     assert (batch["status"], batch["failed_step"]) == ("failed", "Transform")
-    cause = "the transform task ran past its timeout of 2 s and was stopped"
+    cause = f"the transform task ran past its timeout of {SHORT_TIMEOUT} s and was stopped"
     assert batch["failure"].startswith(f"JobTimedOut: {cause}")
     [alert] = stack.alerts()
     assert f"Error: JobTimedOut. Cause: {cause}" in alert["Message"]
