@@ -257,7 +257,10 @@ def _commit_info(spark: SparkSession, log: Any, version: int) -> dict[str, Any]:
     finally:
         stream.close()
     for line in text.splitlines():
-        action = json.loads(line) if line.strip() else {}
+        try:
+            action = json.loads(line) if line.strip() else {}
+        except ValueError as exc:
+            raise StorageError(f"commit {version} of {log.dataPath()} is not valid JSON: {exc}") from exc
         if "commitInfo" in action:
             return dict(action["commitInfo"])
     return {}

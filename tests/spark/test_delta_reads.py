@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from common.errors import StorageError
 from common.io import delta
 
 
@@ -73,3 +75,17 @@ def test_an_upsert_of_new_keys_opens_no_file_of_older_keys(spark: SparkSession, 
     outcome = delta.upsert(spark, uri, new, schema, ["key"], delta.UpdateWhen("false", ()), "b2", 5)
     assert (outcome.rows_inserted, outcome.rows_updated) == (5, 0)
     assert outcome.version == outcome.previous_version + 1
+
+
+def test_a_commit_file_that_is_not_json_is_a_storage_error(spark: SparkSession, tmp_path: Path) -> None:
+    """A table's head is read from its commit file: when that file is damaged, the job fails with
+    the error it reports for an unreadable table, naming the commit, not with a parser's."""
+    uri = str(tmp_path / "table")
+    schema = T.StructType([T.StructField("key", T.LongType())])
+    delta.ensure_table(spark, uri, schema)
+    commit = Path(uri) / "_delta_log" / "00000000000000000000.json"
+    commit.write_text('{"commitInfo": {"operation"\n' + commit.read_text())
+    # the local file system's checksum beside it would catch the damage first; S3 keeps none
+    (commit.parent / f".{commit.name}.crc").unlink()
+    with pytest.raises(StorageError, match=r"commit 0 of .* is not valid JSON"):
+        delta.pinned(spark, uri)
