@@ -64,8 +64,9 @@ $(JARS_STAMP): jvm-deps.xml
 
 jars: $(JARS_STAMP) ## Fetch the pinned JVM jars (jvm-deps.xml) into .jars/
 
-# A small validate + transform run in one JVM that records the classes it loads at exit.
-$(CLASS_ARCHIVE): $(JARS_STAMP) | $(STAMP)
+# A small validate + transform run in one JVM that records the classes it loads at exit; recorded
+# again when the jars or the way common/io/spark.py starts the JVM (its class path) change.
+$(CLASS_ARCHIVE): $(JARS_STAMP) common/io/spark.py | $(STAMP)
 	.ci/class-archive.sh $(PY) $@
 
 class-archive: $(CLASS_ARCHIVE) ## Record the driver JVM's class archive (faster job start), part of make install

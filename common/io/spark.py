@@ -262,6 +262,20 @@ def s3a_options(settings: Settings) -> dict[str, str]:
     return options
 
 
+def jars_option(jars: list[str], own_local_jvm: bool) -> tuple[str, str]:
+    """The Spark option that hands the pinned ``jars`` to the job.
+
+    A local run whose JVM this process starts (``own_local_jvm``: its tasks run in that JVM) puts
+    them on the JVM's class path, where the class archive (:data:`CLASS_ARCHIVE`) holds their
+    classes too; ``spark.jars`` would load them through Spark's own class loader, which the
+    archive cannot serve, and copy every jar for the tasks. Executors elsewhere (a cluster, or a
+    JVM started by ``spark-submit``) fetch them from the driver: ``spark.jars``.
+    """
+    if own_local_jvm:
+        return "spark.driver.extraClassPath", os.pathsep.join(jars)
+    return "spark.jars", ",".join(jars)
+
+
 def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None) -> SparkSession:
     """A SparkSession for a job: Delta, S3A, UTC, ANSI, quiet logs; the batch's ``size`` picks the
     driver's compiler (:func:`quick_jit`) when this process starts the JVM.
@@ -272,12 +286,15 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
     # Under spark-submit (or when a session exists) the JVM is already running with its options.
     starts_jvm = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
     builder = SparkSession.builder
+    local = (settings.spark_master or "local").startswith("local")
     if settings.jars_dir:
-        jars = pinned_jars(settings.jars_dir)
-        builder = builder.config("spark.jars", ",".join(str(j.resolve()) for j in jars))
+        jars = [str(j.resolve()) for j in pinned_jars(settings.jars_dir)]
+        # local[N] runs the tasks in the driver's JVM (local-cluster starts executor JVMs)
+        in_driver = re.fullmatch(r"local(\[[^\]]*\])?", settings.spark_master or "local") is not None
+        builder = builder.config(*jars_option(jars, in_driver and starts_jvm))
     if settings.spark_master:
         builder = builder.master(settings.spark_master)
-    if (settings.spark_master or "local").startswith("local"):
+    if local:
         # Keep a local driver on loopback: it must never bind or talk to another interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config(

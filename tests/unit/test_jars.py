@@ -19,6 +19,7 @@ from common.io.spark import (
     auto_heap,
     driver_java_options,
     driver_memory,
+    jars_option,
     memory_limit,
     pinned_jars,
 )
@@ -205,3 +206,15 @@ def test_each_job_sizes_its_batch_before_the_jvm_starts(
     write_result(validation, Lake(str(lake)).result("b1", "validate"), Settings())
     assert transform.main(["--batch-id", "b1", "--lake-root", str(lake)]) == ExitCode.CONFIG
     assert chosen[-1] == ("ecom-transform", BatchSize(rows_read=1000))
+
+
+def test_a_local_jvm_of_our_own_takes_the_jars_on_its_class_path_and_any_other_from_the_driver() -> None:
+    jars = ["/j/delta-spark_2.13-4.4.0.jar", "/j/hadoop-aws-3.4.2.jar"]
+    assert jars_option(jars, own_local_jvm=True) == (
+        "spark.driver.extraClassPath",
+        "/j/delta-spark_2.13-4.4.0.jar:/j/hadoop-aws-3.4.2.jar",
+    )
+    assert jars_option(jars, own_local_jvm=False) == (
+        "spark.jars",
+        "/j/delta-spark_2.13-4.4.0.jar,/j/hadoop-aws-3.4.2.jar",
+    )
