@@ -286,11 +286,12 @@ def build_spark(settings: Settings, app_name: str, size: BatchSize | None = None
     # Under spark-submit (or when a session exists) the JVM is already running with its options.
     starts_jvm = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
     builder = SparkSession.builder
-    local = (settings.spark_master or "local").startswith("local")
+    master = settings.spark_master or "local"
+    local = master.startswith("local")
     if settings.jars_dir:
         jars = [str(j.resolve()) for j in pinned_jars(settings.jars_dir)]
         # local[N] runs the tasks in the driver's JVM (local-cluster starts executor JVMs)
-        in_driver = re.fullmatch(r"local(\[[^\]]*\])?", settings.spark_master or "local") is not None
+        in_driver = re.fullmatch(r"local(\[[^\]]*\])?", master) is not None
         builder = builder.config(*jars_option(jars, in_driver and starts_jvm))
     if settings.spark_master:
         builder = builder.master(settings.spark_master)
