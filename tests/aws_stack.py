@@ -188,9 +188,9 @@ def create_stack(
 ) -> Stack:
     """Call inside ``mock_aws``. ``job_env`` is the task definitions' container environment;
     ``layout`` the template's JobLayout (``one-task``: the validate task runs ``jobs.run``);
-    ``validate_timeout`` and ``transform_timeout`` the tasks' TimeoutSeconds;
-    ``execution_timeout`` the execution's; ``eks``:
-    the stack names an EKS cluster (batches of CLUSTER_BATCH_BYTES and more run there)."""
+    ``validate_timeout`` and ``transform_timeout`` the tasks' TimeoutSeconds; ``execution_timeout``
+    the execution's; ``eks``: the stack names an EKS cluster (batches of CLUSTER_BATCH_BYTES and
+    more run there)."""
     s3 = boto3.client("s3", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)

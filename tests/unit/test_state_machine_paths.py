@@ -69,8 +69,8 @@ def _scripted_stack(
         transform_timeout = SHORT_TIMEOUT if layout == "transform-times-out" else 600
         execution_timeout = 3 if layout == "short-execution" else 1800
         eks = layout == "eks"
-        short = {"validate-times-out", "transform-times-out", "short-execution", "eks"}
-        layout = "two-tasks" if layout in short else layout
+        two_task_variants = {"validate-times-out", "transform-times-out", "short-execution", "eks"}
+        layout = "two-tasks" if layout in two_task_variants else layout
         stack = create_stack(
             {"ECOM_LAKE_ROOT": "s3://ecom-data/lake"},
             layout=layout,
