@@ -7,7 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,19 @@ def job_env(minio: Minio, dynamodb: str | None = None, **extra: str) -> dict[str
         env["ECOM_DYNAMODB_ENDPOINT_URL"] = dynamodb
     env.update(extra)
     return env
+
+
+@contextmanager
+def job_environment(env: dict[str, str]) -> Iterator[None]:
+    """This process's ECOM_ and AWS_ variables made those of ``env`` (a :func:`job_env`), for a job
+    run in the test session as it would run as a process."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith(("ECOM_", "AWS_"))]:
+            patch.delenv(key)
+        for key, value in env.items():
+            if key.startswith(("ECOM_", "AWS_")):
+                patch.setenv(key, value)
+        yield
 
 
 def upload_batch(minio: Minio, local: Path, bucket: str = BUCKET) -> str:

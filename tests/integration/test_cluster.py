@@ -1,6 +1,6 @@
 """The same jobs on a Spark cluster: a standalone master and two one-core workers (separate
 executor JVMs that cannot see the driver's disk), every byte on MinIO through S3A. What they write
-equals, row by row, what the same batch gives in local mode."""
+equals, row by row, what the same batch gives in local mode (run in the test session)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pytest
 from pyspark.sql import SparkSession
 
 from common.generator import GeneratorConfig, generate_batch
+from jobs import transform, validate
 from tests.conftest import read_s3_with
-from tests.helpers import job_env, read_json, run, upload_batch
+from tests.helpers import job_env, job_environment, read_json, run, upload_batch
 from tests.minio_server import Minio
 from tests.spark_cluster import spark_cluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # two clusters' worth of JVMs: make drills
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a cluster of JVMs: make drills
 
 BUCKET = "ecom-cluster"
 BATCH = "cluster-b1"
@@ -25,6 +26,7 @@ TABLES = [
     f"{kind}/{name}" for kind in ("validated", "quarantine") for name in ("products", "orders", "order_items")
 ]
 TABLES += ["kpi/order_daily", "kpi/category_daily"]
+DAY = "2026-11-22"  # the processing date of both runs
 RUN_STAMPS = {"computed_at"}  # when the KPIs were computed: differs between any two runs
 
 
@@ -64,22 +66,25 @@ def test_the_jobs_on_a_spark_cluster_write_what_they_write_locally(
     conf = tmp_path / "spark-conf"
     conf.mkdir()
     (conf / "spark-defaults.conf").write_text("spark.shuffle.readHostLocalDisk false\n")
+    # locally: in the test session (local[2]), as the suite's other jobs run
+    with job_environment(job_env(minio, ECOM_LAKE_ROOT=f"s3://{BUCKET}/local", ECOM_PROCESSING_DATE=DAY)):
+        assert validate.main(["--manifest", manifest], spark=spark) == 0
+        assert transform.main(["--batch-id", BATCH], spark=spark) == 0
     with spark_cluster(tmp_path / "cluster", {**credentials, "AWS_DEFAULT_REGION": "us-east-1"}) as cluster:
-        for lake, master in (("local", "local[2]"), ("cluster", cluster.master_url)):
-            scratch = tmp_path / f"scratch-{lake}"  # the driver's temporary files: the workers never see it
-            scratch.mkdir()
-            env = job_env(
-                minio,
-                TMPDIR=str(scratch),
-                ECOM_SPARK_MASTER=master,
-                ECOM_LAKE_ROOT=f"s3://{BUCKET}/{lake}",
-                ECOM_PROCESSING_DATE="2026-11-22",
-                SPARK_LOCAL_IP="127.0.0.1",  # the driver binds and advertises loopback only
-                SPARK_CONF_DIR=str(conf),
-            )
-            for job in (["jobs.validate", "--manifest", manifest], ["jobs.transform", "--batch-id", BATCH]):
-                done = run([sys.executable, "-m", *job], env, tmp_path)
-                assert done.returncode == 0, f"{lake} {job[0]}: {_cause(done.stderr)}"
+        scratch = tmp_path / "scratch"  # the driver's temporary files: the workers never see it
+        scratch.mkdir()
+        env = job_env(
+            minio,
+            TMPDIR=str(scratch),
+            ECOM_SPARK_MASTER=cluster.master_url,
+            ECOM_LAKE_ROOT=f"s3://{BUCKET}/cluster",
+            ECOM_PROCESSING_DATE=DAY,
+            SPARK_LOCAL_IP="127.0.0.1",  # the driver binds and advertises loopback only
+            SPARK_CONF_DIR=str(conf),
+        )
+        for job in (["jobs.validate", "--manifest", manifest], ["jobs.transform", "--batch-id", BATCH]):
+            done = run([sys.executable, "-m", *job], env, tmp_path)
+            assert done.returncode == 0, f"cluster {job[0]}: {_cause(done.stderr)}"
         apps = cluster.state()["completedapps"]
     # the cluster ran both jobs, each with executors on the workers (not a local driver)
     assert sorted(app["name"] for app in apps) == ["ecom-transform", "ecom-validate"]
