@@ -9,9 +9,9 @@ import pytest
 
 from tests.bench.bench import markdown, run_benchmark
 
-# Slow (four jobs as processes, then a history lake built, the day's batch into it and an empty lake,
-# into it with a park, and into it after a lived day):
-# `make drills` and CI run it, `make test` does not.
+# Slow (six jobs as processes: the four of a scale, then the day's batch into an empty lake):
+# `make drills` and CI run it, `make test` does not. The growth rows into a built history, with a
+# park and after lived days, are `make bench`'s (their checks run there, against every lake).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -23,9 +23,9 @@ def test_benchmark_smoke_run_writes_a_complete_report(
         runs=1,
         out=tmp_path,
         spark_master="local[2]",
-        histories=[0, 2_000],
-        park_items=500,
-        lived_days=1,
+        histories=[0],
+        park_items=0,
+        lived_days=0,
     )
     [scale] = rep["scales"]
     assert scale["items"] == 2_000 and scale["runs"] == 1
@@ -37,23 +37,15 @@ def test_benchmark_smoke_run_writes_a_complete_report(
     validate, transform = scale["validate"]["all_seconds"][0], scale["transform"]["all_seconds"][0]
     assert scale["end_to_end"]["two_processes_median"] == round(validate + transform, 2)
     assert scale["end_to_end"]["one_process_median"] == scale["pipeline"]["seconds_median"]
-    # the day's batch into an empty lake, a 2,000-item one, that one with 500 parked items, and
-    # that one after a day of batches and maintenance, each checked by the bench
-    empty, grown, parked, lived = rep["growth"]
-    assert (empty["history_items"], grown["history_items"]) == (0, 2_000)
-    assert (parked["history_items"], parked["parked_items"], grown["parked_items"]) == (2_000, 500, 0)
-    assert parked["ratio_to_no_park"] == round(parked["end_to_end_median"] / grown["end_to_end_median"], 3)
-    assert (lived["history_items"], lived["lived_days"], lived["parked_items"]) == (2_000, 1, 0)
-    assert (grown["lived_days"], parked["lived_days"], grown["ratio_to_unlived"]) == (0, 0, None)
-    assert lived["ratio_to_unlived"] == round(lived["end_to_end_median"] / grown["end_to_end_median"], 3)
-    assert lived["ratio_to_no_park"] is None and parked["ratio_to_unlived"] is None
-    assert empty["ratio_to_empty"] == 1.0
-    assert grown["ratio_to_empty"] == round(grown["end_to_end_median"] / empty["end_to_end_median"], 3)
-    assert grown["end_to_end_all"] == [round(grown["validate_median"] + grown["transform_median"], 2)]
+    # the day's batch into an empty lake, checked by the bench, timed by job
+    [empty] = rep["growth"]
+    assert (empty["history_items"], empty["parked_items"], empty["lived_days"]) == (0, 0, 0)
+    assert empty["end_to_end_all"] == [round(empty["validate_median"] + empty["transform_median"], 2)]
+    assert empty["ratio_to_empty"] == 1.0 and empty["validate_median"] > 0 and empty["transform_median"] > 0
     assert not list((tmp_path / "lake").glob("growth-*"))  # every lake is cleaned up
     assert rep["machine"]["cores"] >= 1
     [report_dir] = [p for p in tmp_path.iterdir() if p.name.endswith("Z")]
     assert json.loads((report_dir / "report.json").read_text()) == rep
     assert (report_dir / "report.md").read_text().strip() == markdown(rep)
     printed = capsys.readouterr().out
-    assert "| 2,000 |" in printed and "into lakes of growing history" in printed and "| 2,000 |" in printed
+    assert "| 2,000 |" in printed and "into lakes of growing history" in printed
