@@ -14,6 +14,31 @@ from common.io.spark import build_spark
 from common.settings import Settings
 from tests.minio_server import Minio, minio_server
 
+# The slow test files that take longest (measured under `make drills`, two at a time: 5 to 30
+# minutes each), longest first. Run file by file (`--dist loadfile`), they are handed out in
+# collection order: started first, none of them is left running alone at the end.
+LONGEST_FIRST = (
+    "tests/drills/test_transform_drills.py",
+    "tests/drills/test_validate_drills.py",
+    "tests/drills/test_bench.py",
+    "tests/drills/test_small_heap.py",
+    "tests/integration/test_cluster.py",
+    "tests/integration/test_s3_integration.py",
+    "tests/spark/test_transform_job.py",
+    "tests/unit/test_orchestration.py",
+    "tests/integration/test_container_run.py",
+    "tests/integration/test_executor_pod.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadfile``, the files of :data:`LONGEST_FIRST` first, in its order (the
+    rest keep theirs)."""
+    if getattr(config.option, "dist", "no") != "loadfile":
+        return
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _offline_aws() -> Iterator[None]:
