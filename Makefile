@@ -150,9 +150,10 @@ unit: $(STAMP) $(JARS_STAMP) $(TOOLS_STAMP) ## The tests that need no JVM (contr
 	$(UNIT_PYTEST) $(PYTEST_ARGS)
 
 # Two test files at a time (each with its own MinIO and SparkSession): a job process keeps about one
-# core busy, so one drill at a time leaves the other mostly idle.
+# core busy, so one drill at a time leaves the other mostly idle. Files go out in collection order
+# (tests/conftest.py puts the longest first), not xdist's default of most tests first.
 drills: $(TEST_DEPS) ## The slow tests: fault drills (jobs killed mid-commit, S3/DynamoDB faults, hostile files) and the benchmark smoke run
-	$(PY) -m pytest -m slow -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: prereqs $(STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) ## Benchmark at 27k (the real sample's size), 1M and 5M order items (2 runs each; report under bench-results/)
 	$(PY) -m tests.bench $(BENCH_ARGS)

@@ -15,8 +15,8 @@ from common.settings import Settings
 from tests.minio_server import Minio, minio_server
 
 # The slow test files that take longest (measured under `make drills`, two at a time: 5 to 30
-# minutes each), longest first. Run file by file (`--dist loadfile`), they are handed out in
-# collection order: started first, none of them is left running alone at the end.
+# minutes each), longest first. Run file by file (`--dist loadfile --no-loadscope-reorder`), they
+# are handed out in collection order: started first, none of them is left running alone at the end.
 LONGEST_FIRST = (
     "tests/drills/test_transform_drills.py",
     "tests/drills/test_validate_drills.py",
