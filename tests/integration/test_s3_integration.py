@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,9 @@ def test_two_jobs_writing_one_lake_at_once_never_both_commit(
         ECOM_LAKE_LOCK_TABLE=LOCK_TABLE,
         ECOM_LAKE_LOCK_WAIT_SECONDS="0",
     )
-    procs = {
-        batch: subprocess.Popen(
+    procs = {}
+    for batch, manifest in manifests.items():
+        procs[batch] = subprocess.Popen(
             [sys.executable, "-m", "jobs.validate", "--manifest", manifest],
             env=env,
             cwd=tmp_path,
@@ -172,8 +174,13 @@ def test_two_jobs_writing_one_lake_at_once_never_both_commit(
             stderr=subprocess.PIPE,
             text=True,
         )
-        for batch, manifest in manifests.items()
-    }
+        # The second starts once the first holds the lease: on a busy machine, two started together
+        # need not overlap (the first may finish before the second's JVM is up).
+        deadline = time.monotonic() + 300
+        held = {"TableName": LOCK_TABLE, "Key": {"lake": {"S": lake}}}
+        while len(procs) == 1 and not ddb.get_item(**held).get("Item"):
+            assert procs[batch].poll() is None and time.monotonic() < deadline, "no lease taken"
+            time.sleep(0.2)
     codes = {batch: proc.wait(timeout=600) for batch, proc in procs.items()}
     assert sorted(codes.values()) == [0, 1], {b: p.stderr.read()[-2000:] for b, p in procs.items()}  # type: ignore[union-attr]
     loser = next(b for b, code in codes.items() if code == 1)
